@@ -1,0 +1,125 @@
+"""Runs one experiment, chosen by flags.
+
+    python launch.py --config=vae                       # configs/vae.py
+    python launch.py --config=vae:digits                # get_config("digits")
+    python launch.py --config=cnn --config.batch_size=256 --workdir=/tmp/cnn
+    python launch.py --config=path/to/my_config.py
+
+Exit status: 0 done (and the config's gate met), 1 the gate missed, 2 a usage,
+config or data error (one line on stderr).
+"""
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF only reads data here
+ROOT = os.path.dirname(os.path.abspath(__file__))
+if ROOT not in sys.path:
+  sys.path.insert(0, ROOT)
+
+EXIT_GATE_MISSED = 1
+EXIT_USER_ERROR = 2
+
+
+def fail(message: str, status: int = EXIT_USER_ERROR):
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(status)
+
+
+def available_configs() -> list[str]:
+  return sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "configs"))
+                if f.endswith(".py") and f not in ("__init__.py", "common.py"))
+
+
+def resolve_config_flag(argv: list[str]) -> tuple[list[str], str]:
+  """Rewrites ``--config=NAME[:ARG]`` to the config file's path; returns argv and a run name."""
+  argv = list(argv)
+  for i, arg in enumerate(argv):
+    if arg.startswith("--config="):
+      index, value = i, arg[len("--config="):]
+      break
+    if arg == "--config" and i + 1 < len(argv):
+      index, value = i, argv.pop(i + 1)
+      break
+  else:
+    fail(f"--config is required; one of: {', '.join(available_configs())}, or a path to a .py file")
+  name, _, config_arg = value.partition(":")
+  path = name if name.endswith(".py") else os.path.join(ROOT, "configs", f"{name}.py")
+  if not os.path.isfile(path):
+    fail(f"unknown config {name!r}; available: {', '.join(available_configs())}, "
+         f"or a path to a .py file")
+  argv[index] = f"--config={path}" + (f":{config_arg}" if config_arg else "")
+  run_name = os.path.splitext(os.path.basename(path))[0] + (f"_{config_arg}" if config_arg else "")
+  return argv, run_name
+
+
+class QuietLibraries:
+  """Keeps the libraries' INFO chatter (orbax, TFDS) out of the run's log."""
+  QUIET = ("/orbax/", "/tensorflow_datasets/")
+
+  def filter(self, record) -> bool:
+    return record.levelno > 20 or not any(p in record.pathname for p in self.QUIET)
+
+
+def one_line(error: BaseException) -> str:
+  """An exception's message on one line: hints joined, tracebacks cut to their last line."""
+  text = str(error.args[0]) if isinstance(error, (AttributeError, KeyError)) and error.args else str(error)
+  text = text.replace("\\n", "\n").replace("\\'", "'")
+  if len(text) > 1 and text[0] == text[-1] == "'":
+    text = text[1:-1]
+  lines = [line.strip() for line in text.splitlines() if line.strip()]
+  if any(line.startswith("Traceback") for line in lines):
+    lines = [lines[0].rstrip(":"), lines[-1]]
+  return "; ".join(lines)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl flag parsing where every bad flag or config override is one line, exit 2."""
+  from absl import flags
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    fail(one_line(e))
+  except (AttributeError, KeyError) as e:  # ml_collections: no such field
+    fail(f"bad --config override: no field {one_line(e)}")
+  except (TypeError, ValueError) as e:  # ml_collections: a value of the wrong type
+    fail(f"bad --config override: {one_line(e)}")
+
+
+def main() -> None:
+  argv, run_name = resolve_config_flag(sys.argv)
+
+  from absl import app, flags, logging
+  from ml_collections import config_flags
+
+  config_flags.DEFINE_config_file("config", None, "Experiment config: NAME[:ARG] or a path.",
+                                  lock_config=True)
+  flags.DEFINE_string("workdir", os.path.join("workdirs", run_name),
+                      "Where checkpoints, metrics and images go; rerunning resumes.")
+
+  def run(_):
+    import jax
+    import tensorflow as tf
+
+    from research.core import errors, loop
+
+    tf.config.set_visible_devices([], "GPU")  # tf.data only; JAX owns accelerators
+    logging.set_verbosity(logging.INFO)
+    logging.get_absl_handler().addFilter(QuietLibraries())
+    config, workdir = flags.FLAGS.config, flags.FLAGS.workdir
+    print(f"config {run_name}:\n{config}")
+    print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind} "
+          f"({jax.process_count()} process(es)): {jax.devices()}")
+    print(f"workdir: {os.path.abspath(workdir)}")
+    try:
+      results = loop.train_and_evaluate(config, workdir)
+    except errors.UserError as e:
+      fail(str(e))
+    print("results: " + ", ".join(f"{k}={v:.5g}" for k, v in sorted(results.items())))
+    if results.get("gate_passed") == 0.0:
+      fail(f"gate missed: {config.gate} does not hold", EXIT_GATE_MISSED)
+
+  app.run(run, argv=argv, flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+  main()

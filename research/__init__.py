@@ -1,0 +1,1 @@
+"""A JAX research codebase for discriminative and generative deep learning."""

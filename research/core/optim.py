@@ -1,0 +1,39 @@
+"""Optax optimizers and learning-rate schedules from the config."""
+import ml_collections
+import optax
+
+from research.core import errors
+
+
+def make_schedule(config: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
+  lr, warmup = config.learning_rate, config.warmup_steps
+  if config.schedule == "constant":
+    decay = optax.constant_schedule(lr)
+  elif config.schedule == "cosine":
+    decay = optax.cosine_decay_schedule(lr, max(total_steps - warmup, 1))
+  elif config.schedule == "linear":
+    decay = optax.linear_schedule(lr, 0.0, max(total_steps - warmup, 1))
+  else:
+    raise errors.ConfigError(f"optimizer.schedule must be constant, cosine or linear, not {config.schedule!r}")
+  if warmup <= 0:
+    return decay
+  return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), decay], [warmup])
+
+
+def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
+  """Builds ``config.name`` (sgd, adam, adamw) with clipping and a schedule."""
+  schedule = make_schedule(config, total_steps)
+  if config.name == "sgd":
+    base = optax.sgd(schedule, momentum=config.momentum or None, nesterov=config.nesterov)
+  elif config.name == "adam":
+    base = optax.adam(schedule, b1=config.b1, b2=config.b2)
+  elif config.name == "adamw":
+    base = optax.adamw(schedule, b1=config.b1, b2=config.b2, weight_decay=config.weight_decay)
+  else:
+    raise errors.ConfigError(f"optimizer.name must be sgd, adam or adamw, not {config.name!r}")
+  chain = []
+  if config.grad_clip_norm > 0:
+    chain.append(optax.clip_by_global_norm(config.grad_clip_norm))
+  if config.weight_decay > 0 and config.name != "adamw":
+    chain.append(optax.add_decayed_weights(config.weight_decay))
+  return optax.chain(*chain, base)

@@ -1,0 +1,90 @@
+"""The one train step and eval step every task shares.
+
+A task supplies
+  ``loss_fn(params, model_state, batch, rng, train) -> (loss, (outputs, new_model_state))``
+where ``outputs`` holds per-example arrays named like the task's metrics, plus a
+dict ``metrics`` of clu metric classes reading those outputs. Nothing here knows
+about devices, models or loops.
+"""
+from typing import Callable
+
+import jax
+import optax
+from clu import metrics as clu_metrics
+
+from research.core.state import TrainState
+
+Preprocess = Callable[[dict, jax.Array], dict]
+
+
+def train_metrics_collection(task_metrics: dict) -> type[clu_metrics.Collection]:
+  return clu_metrics.Collection.create(
+      **task_metrics, grad_norm=clu_metrics.Average.from_output("grad_norm"))
+
+
+def eval_metrics_collection(task_metrics: dict) -> type[clu_metrics.Collection]:
+  return clu_metrics.Collection.create(**task_metrics)
+
+
+def step_rngs(state: TrainState):
+  """Keys for preprocessing and for the loss, derived from the step alone."""
+  return jax.random.split(jax.random.fold_in(state.rng, state.step))
+
+
+def make_train_step(task, optimizer: optax.GradientTransformation, preprocess: Preprocess):
+  """Returns the pure ``train_step(state, batch) -> (state, metrics)``."""
+  collection = train_metrics_collection(task.metrics)
+
+  def train_step(state: TrainState, batch: dict):
+    preprocess_rng, loss_rng = step_rngs(state)
+    batch = preprocess(batch, preprocess_rng)
+    grad_fn = jax.value_and_grad(task.loss_fn, has_aux=True)
+    (_, (outputs, model_state)), grads = grad_fn(
+        state.params, state.model_state, batch, loss_rng, True)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    new_state = state.replace(
+        step=state.step + 1,
+        params=optax.apply_updates(state.params, updates),
+        opt_state=opt_state,
+        model_state=model_state,
+    )
+    metrics = collection.single_from_model_output(
+        grad_norm=optax.global_norm(grads), **outputs)
+    return new_state, metrics
+
+  return train_step
+
+
+def make_eval_step(task, preprocess: Preprocess):
+  """Returns ``eval_step(state, batch, rng) -> metrics`` over a masked batch.
+
+  ``batch["mask"]`` marks real examples; padding that fills the last batch to a
+  fixed shape does not count.
+  """
+  collection = eval_metrics_collection(task.metrics)
+
+  def eval_step(state: TrainState, batch: dict, rng: jax.Array):
+    preprocess_rng, loss_rng = jax.random.split(rng)
+    batch = dict(batch)
+    mask = batch.pop("mask")
+    batch = preprocess(batch, preprocess_rng)
+    _, (outputs, _) = task.loss_fn(state.params, state.model_state, batch, loss_rng, False)
+    return collection.single_from_model_output(mask=mask, **outputs)
+
+  return eval_step
+
+
+def jit_steps(train_step, eval_step, replicated, batch_sharding):
+  """Jits both steps once with explicit shardings; the train state is donated."""
+  train = jax.jit(
+      train_step,
+      in_shardings=(replicated, batch_sharding),
+      out_shardings=(replicated, replicated),
+      donate_argnums=0,
+  )
+  evaluate = jax.jit(
+      eval_step,
+      in_shardings=(replicated, batch_sharding, replicated),
+      out_shardings=replicated,
+  )
+  return train, evaluate

@@ -1,0 +1,1 @@
+"""Input pipeline over TFDS, preprocessing ops, and the datasets the project bundles."""

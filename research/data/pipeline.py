@@ -1,0 +1,158 @@
+"""Datasets by TFDS name, split into train/validation/test, fed as sharded batches.
+
+Splits that fit in host memory are read once into numpy. The order of training
+examples is a function of ``(seed, step)`` alone: epoch ``e`` visits a permutation
+drawn from ``(seed, e)``, so a resumed run sees exactly the batches an
+uninterrupted one would. Each process gathers only its own slice of every global
+batch, ready for multi-host runs.
+"""
+import collections
+import importlib
+import os
+from typing import Iterable, Iterator
+
+import jax
+import ml_collections
+import numpy as np
+import tensorflow_datasets as tfds
+
+from research.core import errors
+
+# Datasets the project ships as TFDS builders; importing registers them by name.
+BUNDLED_DATASET_MODULES = ("research.data.digits",)
+FALLBACK_DATA_DIR = os.path.expanduser("~/tensorflow_datasets")
+
+
+class DatasetUnavailableError(errors.UserError):
+  """A dataset is unknown, or neither prepared nor allowed to download."""
+
+
+def _register_bundled() -> None:
+  for module in BUNDLED_DATASET_MODULES:
+    importlib.import_module(module)
+
+
+def _writable_dir(path: str) -> bool:
+  while path and not os.path.exists(path):
+    path = os.path.dirname(path)
+  return os.access(path or ".", os.W_OK)
+
+
+def get_builder(name: str, data_dir: str | None, download: bool):
+  """The prepared TFDS builder for ``name``; raises DatasetUnavailableError when there is none."""
+  _register_bundled()
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError:
+    raise DatasetUnavailableError(
+        f"unknown dataset {name!r}: TFDS has no builder of that name "
+        f"(bundled here: digits; see tfds.list_builders())") from None
+  if builder.is_prepared():
+    return builder
+  if getattr(builder, "BUNDLED", False):
+    if not _writable_dir(builder.data_dir):
+      builder = tfds.builder(name, data_dir=FALLBACK_DATA_DIR)
+    if not builder.is_prepared():
+      builder.download_and_prepare()
+    return builder
+  if download:
+    builder.download_and_prepare()
+    return builder
+  searched = os.path.dirname(os.path.dirname(builder.data_dir))
+  raise DatasetUnavailableError(
+      f"dataset {name!r} is not prepared in {searched} (looked for {builder.data_dir}) "
+      f"and downloading is off. Fix: point TFDS_DATA_DIR or --config.data.data_dir at a "
+      f"folder where it is prepared (offline copies: ../shared/tfds), allow a download "
+      f"with --config.data.download=True, or run offline on the bundled dataset, "
+      f"e.g. --config=vae:digits")
+
+
+def load_split(config: ml_collections.ConfigDict, split: str) -> dict[str, np.ndarray]:
+  """The whole ``split`` of ``config.name`` as numpy arrays of ``config.features``."""
+  builder = get_builder(config.name, config.data_dir, config.download)
+  try:
+    data = builder.as_dataset(split=split, batch_size=-1)
+  except ValueError as e:
+    raise DatasetUnavailableError(
+        f"dataset {config.name!r} has no split {split!r} "
+        f"(splits: {', '.join(builder.info.splits)}): {e}") from None
+  data = tfds.as_numpy(data)
+  missing = [f for f in config.features if f not in data]
+  if missing:
+    raise DatasetUnavailableError(
+        f"dataset {config.name!r} has no feature(s) {missing}; it has {sorted(data)}")
+  return {f: data[f] for f in config.features}
+
+
+def num_examples(arrays: dict[str, np.ndarray]) -> int:
+  return len(next(iter(arrays.values())))
+
+
+class TrainBatches:
+  """Shuffled training batches whose content depends only on ``(seed, step)``.
+
+  Each epoch is a fresh permutation; the last partial batch of an epoch is dropped.
+  """
+
+  def __init__(self, arrays: dict[str, np.ndarray], global_batch_size: int, seed: int):
+    self.arrays = arrays
+    self.global_batch_size = global_batch_size
+    self.seed = seed
+    self.size = num_examples(arrays)
+    self.steps_per_epoch = self.size // global_batch_size
+    if self.steps_per_epoch == 0:
+      raise errors.ConfigError(
+          f"batch size {global_batch_size} exceeds the {self.size} training examples")
+    self._epoch, self._permutation = None, None
+
+  def indices(self, step: int) -> np.ndarray:
+    """Global example indices of the batch consumed at ``step``."""
+    epoch, position = divmod(step, self.steps_per_epoch)
+    if epoch != self._epoch:
+      rng = np.random.default_rng([self.seed, epoch])
+      self._epoch, self._permutation = epoch, rng.permutation(self.size)
+    start = position * self.global_batch_size
+    return self._permutation[start:start + self.global_batch_size]
+
+  def local_batch(self, step: int) -> dict[str, np.ndarray]:
+    """This process's slice of the global batch at ``step``."""
+    local_size = self.global_batch_size // jax.process_count()
+    start = jax.process_index() * local_size
+    indices = self.indices(step)[start:start + local_size]
+    return {k: v[indices] for k, v in self.arrays.items()}
+
+
+def eval_batches(arrays: dict[str, np.ndarray], global_batch_size: int) -> list[dict]:
+  """This process's slices of fixed-size batches over a whole split, in order.
+
+  The last batch is padded with zeros; ``mask`` is 1 for real examples only.
+  """
+  size = num_examples(arrays)
+  local_size = global_batch_size // jax.process_count()
+  offset = jax.process_index() * local_size
+  batches = []
+  for start in range(0, size, global_batch_size):
+    index = np.arange(start + offset, start + offset + local_size)
+    valid = index < size
+    index = np.where(valid, index, 0)
+    batch = {k: np.where(_expand(valid, v), v[index], 0).astype(v.dtype)
+             for k, v in arrays.items()}
+    batch["mask"] = valid.astype(np.float32)
+    batches.append(batch)
+  return batches
+
+
+def _expand(mask: np.ndarray, like: np.ndarray) -> np.ndarray:
+  return mask.reshape(mask.shape + (1,) * (like.ndim - 1))
+
+
+def prefetch(iterable: Iterable, size: int = 2) -> Iterator:
+  """Keeps ``size`` items in flight, so host-to-device copies overlap compute."""
+  queue = collections.deque()
+  iterator = iter(iterable)
+  for item in iterator:
+    queue.append(item)
+    if len(queue) > size:
+      yield queue.popleft()
+  while queue:
+    yield queue.popleft()

@@ -1,0 +1,1 @@
+"""Evaluation beyond a batch's metrics: image grids, and (later) likelihoods, calibration."""

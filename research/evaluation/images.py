@@ -1,0 +1,34 @@
+"""Image grids for sample, reconstruction and interpolation summaries."""
+import math
+import os
+
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
+
+
+def make_grid(images: np.ndarray, columns: int | None = None, pad: int = 1) -> np.ndarray:
+  """Tiles (N, H, W, C) images in [0, 1] into one (rows*(H+pad)+pad, ..., C) image."""
+  images = np.clip(np.asarray(images, np.float32), 0.0, 1.0)
+  n, h, w, c = images.shape
+  columns = columns or math.ceil(math.sqrt(n))
+  rows = math.ceil(n / columns)
+  grid = np.ones((rows * (h + pad) + pad, columns * (w + pad) + pad, c), np.float32)
+  for i, image in enumerate(images):
+    r, col = divmod(i, columns)
+    top, left = pad + r * (h + pad), pad + col * (w + pad)
+    grid[top:top + h, left:left + w] = image
+  return grid
+
+
+def save_png(path: str, grid: np.ndarray) -> None:
+  """Writes an (H, W, 1|3) grid in [0, 1] as a PNG, upscaled so small images stay visible."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  scale = max(1, 256 // max(grid.shape[:2]))
+  grid = np.kron(grid, np.ones((scale, scale, 1), grid.dtype))
+  if grid.shape[-1] == 1:
+    plt.imsave(path, grid[..., 0], cmap="gray", vmin=0.0, vmax=1.0)
+  else:
+    plt.imsave(path, grid)

@@ -1,0 +1,1 @@
+"""What is learned: each task gives a loss_fn, its metrics and its image summaries."""
