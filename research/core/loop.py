@@ -83,6 +83,24 @@ def evaluate(eval_step, state, batches: list, rng: jax.Array) -> dict[str, float
   return {k: float(v) for k, v in total.compute().items()}
 
 
+def run_rngs(seed: int) -> dict[str, jax.Array]:
+  """The run's root keys: parameter init, training steps and evaluation."""
+  return dict(zip(("init", "train", "eval"), jax.random.split(jax.random.PRNGKey(seed), 3)))
+
+
+def init_state(task, optimizer, preprocess_fn, example: dict, seed: int) -> state_lib.TrainState:
+  """A fresh TrainState: the task's variables initialised on ``example``'s shapes."""
+  rngs = run_rngs(seed)
+
+  @jax.jit
+  def init(example):
+    variables = task.init_variables(rngs["init"], preprocess_fn(example, rngs["init"]))
+    params, model_state = state_lib.split_variables(variables)
+    return state_lib.create_train_state(params, model_state, optimizer, rngs["train"])
+
+  return init(example)
+
+
 def prefixed(prefix: str, metrics: dict) -> dict:
   return {f"{prefix}/{k}": v for k, v in metrics.items()}
 
@@ -111,16 +129,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   task = tasks_base.make_task(config)
   preprocess_fn = preprocess.parse(config.data.preprocess)
   optimizer = optim.make_optimizer(config.optimizer, num_steps)
-  init_rng, train_rng, eval_rng = jax.random.split(jax.random.PRNGKey(config.seed), 3)
-
-  @jax.jit
-  def init(rng, example):
-    params, model_state = state_lib.split_variables(
-        task.init_variables(rng, preprocess_fn(example, rng)))
-    return state_lib.create_train_state(params, model_state, optimizer, train_rng)
-
+  eval_rng = run_rngs(config.seed)["eval"]
   example = {k: v[:1] for k, v in data.train.local_batch(0).items()}
-  state = jax.device_put(init(init_rng, example), replicated)
+  state = jax.device_put(init_state(task, optimizer, preprocess_fn, example, config.seed), replicated)
   checkpointer = checkpoint.Checkpointer(
       os.path.join(os.path.abspath(workdir), "checkpoints"), config.keep_checkpoints)
   if checkpointer.latest_step() is not None:

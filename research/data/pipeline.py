@@ -21,6 +21,7 @@ from research.core import errors
 # Datasets the project ships as TFDS builders; importing registers them by name.
 BUNDLED_DATASET_MODULES = ("research.data.digits",)
 FALLBACK_DATA_DIR = os.path.expanduser("~/tensorflow_datasets")
+LOAD_CHUNK = 10_000  # examples per tf.data batch while reading a split into memory
 
 
 class DatasetUnavailableError(errors.UserError):
@@ -71,12 +72,13 @@ def load_split(config: ml_collections.ConfigDict, split: str) -> dict[str, np.nd
   """The whole ``split`` of ``config.name`` as numpy arrays of ``config.features``."""
   builder = get_builder(config.name, config.data_dir, config.download)
   try:
-    data = builder.as_dataset(split=split, batch_size=-1)
+    dataset = builder.as_dataset(split=split)
   except ValueError as e:
     raise DatasetUnavailableError(
         f"dataset {config.name!r} has no split {split!r} "
         f"(splits: {', '.join(builder.info.splits)}): {e}") from None
-  data = tfds.as_numpy(data)
+  chunks = list(tfds.as_numpy(dataset.batch(LOAD_CHUNK)))
+  data = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]} if chunks else {}
   missing = [f for f in config.features if f not in data]
   if missing:
     raise DatasetUnavailableError(

@@ -1,0 +1,49 @@
+"""Shared fixtures: small configs on the bundled digits data, built offline in a temp dir."""
+import importlib
+import os
+import subprocess
+import sys
+from unittest import mock
+
+import jax
+import pytest
+import tensorflow_datasets as tfds
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+  """A TFDS data_dir holding only what the tests prepare (the bundled digits)."""
+  return str(tmp_path_factory.mktemp("tfds"))
+
+
+def load_config(name: str, arg: str | None = "digits", data_dir: str | None = None, **overrides):
+  """``configs/<name>.py``'s config for ``arg`` with a few fast-run settings and ``overrides``."""
+  config = importlib.import_module(f"configs.{name}").get_config(arg)
+  config.data.data_dir = data_dir
+  config.total_steps = 20
+  config.log_every_steps = 10
+  config.eval_every_steps = 10
+  config.checkpoint_every_steps = 10
+  config.update_from_flattened_dict(overrides)
+  return config
+
+
+@pytest.fixture
+def mock_tfds():
+  """TFDS with random data of the real features (no files): every dataset 'prepared'."""
+  with tfds.testing.mock_data(num_examples=64), \
+       mock.patch.object(tfds.core.DatasetBuilder, "is_prepared", return_value=True):
+    yield
+
+
+def run_launcher(*args: str, env: dict | None = None, timeout: int = 300):
+  """Runs ``launch.py`` in a subprocess; returns the CompletedProcess."""
+  full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+  return subprocess.run([sys.executable, os.path.join(ROOT, "launch.py"), *args],
+                        cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def param_leaves(params):
+  return [jax.device_get(x) for x in jax.tree.leaves(params)]

@@ -1,0 +1,96 @@
+"""The input pipeline: preprocessing ops, deterministic batches, splits, clear data errors."""
+import jax
+import numpy as np
+import pytest
+
+from research.core import errors, loop
+from research.data import pipeline, preprocess
+from tests.conftest import load_config
+
+
+def test_scale_and_binarize():
+  images = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1)
+  scaled = preprocess.parse("scale(0, 1)")({"image": images}, jax.random.PRNGKey(0))["image"]
+  assert scaled.dtype == np.float32
+  np.testing.assert_allclose([scaled.min(), scaled.max()], [0.0, 1.0])
+  scaled = preprocess.parse("scale(-1, 1)")({"image": images}, jax.random.PRNGKey(0))["image"]
+  np.testing.assert_allclose([scaled.min(), scaled.max()], [-1.0, 1.0])
+
+  grey = np.full((2000, 8, 8, 1), 64, np.uint8)  # 64/255 ~ 0.251
+  chain = preprocess.parse("scale(0, 1)|binarize")
+  a = np.asarray(chain({"image": grey}, jax.random.PRNGKey(0))["image"])
+  b = np.asarray(chain({"image": grey}, jax.random.PRNGKey(1))["image"])
+  assert set(np.unique(a)) == {0.0, 1.0}
+  assert abs(a.mean() - 64 / 255) < 0.01
+  assert not np.array_equal(a, b)  # dynamic: a fresh draw for every key
+  np.testing.assert_array_equal(a, chain({"image": grey}, jax.random.PRNGKey(0))["image"])
+
+
+def test_preprocess_spec_errors():
+  with pytest.raises(errors.ConfigError, match="unknown preprocessing op 'scael'.*known: binarize"):
+    preprocess.parse("scael(0, 1)")
+  with pytest.raises(errors.ConfigError, match="cannot parse"):
+    preprocess.parse("scale[0]")
+
+
+def test_train_batches_are_a_function_of_seed_and_step():
+  arrays = {"x": np.arange(100), "y": np.arange(100) * 2}
+  batches = pipeline.TrainBatches(arrays, global_batch_size=16, seed=3)
+  assert batches.steps_per_epoch == 6
+  epoch = np.concatenate([batches.indices(s) for s in range(6)])
+  assert len(np.unique(epoch)) == 96  # no example twice in an epoch
+  again = pipeline.TrainBatches(arrays, 16, seed=3)
+  for step in [7, 0, 13, 6]:  # any order: the batch depends only on the step
+    np.testing.assert_array_equal(batches.local_batch(step)["x"], again.local_batch(step)["x"])
+  np.testing.assert_array_equal(batches.local_batch(7)["y"], 2 * batches.local_batch(7)["x"])
+  assert not np.array_equal(batches.indices(0), batches.indices(6))  # reshuffled per epoch
+  other_seed = pipeline.TrainBatches(arrays, 16, seed=4)
+  assert not np.array_equal(batches.indices(0), other_seed.indices(0))
+
+
+def test_eval_batches_cover_the_split_once_with_a_mask():
+  arrays = {"x": np.arange(1, 11, dtype=np.int32)}
+  batches = pipeline.eval_batches(arrays, global_batch_size=4)
+  assert [b["x"].shape for b in batches] == [(4,)] * 3
+  mask = np.concatenate([b["mask"] for b in batches])
+  values = np.concatenate([b["x"] for b in batches])
+  np.testing.assert_array_equal(mask, [1] * 10 + [0] * 2)
+  np.testing.assert_array_equal(values[mask == 1], arrays["x"])
+
+
+def test_digits_loads_through_tfds_with_disjoint_splits(data_dir):
+  config = load_config("vae", data_dir=data_dir)
+  train = pipeline.load_split(config.data, config.data.train_split)
+  val = pipeline.load_split(config.data, config.data.val_split)
+  test = pipeline.load_split(config.data, config.data.test_split)
+  full = pipeline.load_split(config.data, "train")
+  assert train["image"].shape[1:] == (8, 8, 1) and train["image"].dtype == np.uint8
+  assert len(full["image"]) == 1437 and len(test["image"]) == 360
+  # train[:90%] and train[90%:] partition train: validation never overlaps training.
+  assert len(train["image"]) + len(val["image"]) == len(full["image"])
+  np.testing.assert_array_equal(np.concatenate([train["image"], val["image"]]), full["image"])
+  np.testing.assert_array_equal(np.concatenate([train["label"], val["label"]]), full["label"])
+  assert set(np.unique(test["label"])) == set(range(10))
+
+
+def test_mock_mnist_trains_end_to_end(mock_tfds, tmp_path):
+  config = load_config("cnn", arg=None, total_steps=4, log_every_steps=2, batch_size=16,
+                       eval_batch_size=32, eval_every_steps=4, checkpoint_every_steps=4)
+  results = loop.train_and_evaluate(config, str(tmp_path))
+  assert 0.0 <= results["test/accuracy"] <= 1.0 and np.isfinite(results["val/loss"])
+  assert "gate_passed" in results  # the MNIST config gates on test accuracy
+
+
+def test_missing_dataset_is_a_clear_error(tmp_path):
+  config = load_config("cnn", arg=None, data_dir=str(tmp_path))
+  with pytest.raises(pipeline.DatasetUnavailableError) as e:
+    pipeline.load_split(config.data, "train")
+  message = str(e.value)
+  assert "'mnist' is not prepared" in message and str(tmp_path) in message
+  assert "TFDS_DATA_DIR" in message and "digits" in message
+  config.data.name = "no_such_dataset"
+  with pytest.raises(pipeline.DatasetUnavailableError, match="unknown dataset 'no_such_dataset'"):
+    pipeline.load_split(config.data, "train")
+  config.data.name = "digits"
+  with pytest.raises(pipeline.DatasetUnavailableError, match="no split 'validation'"):
+    pipeline.load_split(config.data, "validation")

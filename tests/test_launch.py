@@ -1,0 +1,68 @@
+"""The launcher end to end on the bundled digits, and its one-line errors."""
+import glob
+import json
+import os
+
+import pytest
+
+from research.core import writers
+from tests.conftest import run_launcher
+
+
+def test_vae_digits_end_to_end_with_overrides(data_dir, tmp_path):
+  workdir = str(tmp_path / "run")
+  proc = run_launcher("--config=vae:digits", f"--workdir={workdir}",
+                      f"--config.data.data_dir={data_dir}", "--config.total_steps=30",
+                      "--config.log_every_steps=5", "--config.eval_every_steps=15",
+                      "--config.checkpoint_every_steps=15", "--config.batch_size=64",
+                      "--config.model.latent_dim=4")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "devices:" in proc.stdout and f"workdir: {workdir}" in proc.stdout
+
+  config = json.load(open(os.path.join(workdir, "config.json")))
+  assert config["batch_size"] == 64 and config["model"]["latent_dim"] == 4
+  assert config["data"]["name"] == "digits"
+
+  records = writers.read_metrics(workdir)
+  train = [r for r in records if "train/neg_elbo" in r]
+  assert [r["step"] for r in train] == [5, 10, 15, 20, 25, 30]
+  assert train[-1]["train/neg_elbo"] < train[0]["train/neg_elbo"]
+  assert all(r["train/examples_per_sec"] > 0 for r in train)
+  assert [r["step"] for r in records if "val/neg_elbo" in r] == [15, 30]
+  test = [r for r in records if "test/neg_elbo" in r]
+  assert len(test) == 1 and test[0]["test/neg_elbo"] > test[0]["test/kl"] >= 0
+
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["15", "30"]
+  assert glob.glob(os.path.join(workdir, "events.out.tfevents.*"))
+  images = sorted(os.listdir(os.path.join(workdir, "images")))
+  assert images == ["reconstructions_00000015.png", "reconstructions_00000030.png",
+                    "samples_00000015.png", "samples_00000030.png"]
+  assert json.load(open(os.path.join(workdir, "results.json")))["test/neg_elbo"] == pytest.approx(
+      test[0]["test/neg_elbo"])
+
+
+def assert_one_line_error(proc, *fragments):
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  assert "Traceback" not in proc.stderr
+  lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+  assert len(lines) == 1, proc.stderr[-3000:]
+  for fragment in fragments:
+    assert fragment in lines[0]
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--config=vea"], ["unknown config 'vea'", "available: cnn, vae"]),
+    (["--config=vae:digits", "--config.batch_sise=3"], ["no field 'batch_sise'", "batch_size"]),
+    (["--config=vae:digits", "--config.model.hiden=3"], ["no field 'hiden'", "hidden"]),
+    (["--config=vae:digits", "--config.batch_size=abc"], ["--config.batch_size=abc"]),
+    (["--config=vae:mnistt"], ["unknown config argument 'mnistt'"]),
+])
+def test_bad_config_is_one_line(args, fragments):
+  assert_one_line_error(run_launcher(*args), *fragments)
+
+
+def test_missing_dataset_stops_before_training(tmp_path):
+  proc = run_launcher("--config=cnn", f"--config.data.data_dir={tmp_path}",
+                      f"--workdir={tmp_path / 'run'}")
+  assert_one_line_error(proc, "dataset 'mnist' is not prepared", str(tmp_path), "TFDS_DATA_DIR")
+  assert not os.path.exists(tmp_path / "run" / "checkpoints")

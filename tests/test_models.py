@@ -1,0 +1,38 @@
+"""Model output shapes and parameter counts."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from research.models import cnn, vae
+
+
+def count_params(variables) -> int:
+  return sum(np.size(x) for x in jax.tree.leaves(variables["params"]))
+
+
+@pytest.mark.parametrize("shape", [(28, 28, 1), (8, 8, 1), (32, 32, 3)])
+def test_cnn_logits_shape(shape):
+  model = cnn.Model(num_classes=10)
+  x = jnp.zeros((3,) + shape)
+  variables = model.init(jax.random.PRNGKey(0), x)
+  assert model.apply(variables, x).shape == (3, 10)
+
+
+def test_cnn_defaults_are_the_yardstick():
+  """conv3x3(32)-avgpool-conv3x3(64)-avgpool-dense(256)-dense(10): 824,458 parameters."""
+  model = cnn.Model(num_classes=10)
+  variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 28, 28, 1)))
+  assert count_params(variables) == 824_458
+
+
+def test_vae_encode_decode_shapes():
+  model = vae.Model(image_shape=(28, 28, 1), latent_dim=20, hidden=(500,))
+  x = jnp.zeros((4, 28, 28, 1))
+  variables = model.init(jax.random.PRNGKey(0), x)
+  mean, log_var = model.apply(variables, x, method="encode")
+  assert mean.shape == log_var.shape == (4, 20)
+  assert model.apply(variables, mean, method="decode").shape == (4, 28, 28, 1)
+  assert model.apply(variables, x).shape == (4, 28, 28, 1)
+  # The yardstick VAE: 784-500-(2x20) and 20-500-784.
+  assert count_params(variables) == 815_824
