@@ -4,9 +4,15 @@
     python launch.py --config=vae:digits                # get_config("digits")
     python launch.py --config=cnn --config.batch_size=256 --workdir=/tmp/cnn
     python launch.py --config=path/to/my_config.py
+    python launch.py --config=cnn --workdir=/tmp/cnn --mode=eval   # test a checkpoint
 
-Exit status: 0 done (and the config's gate met), 1 the gate missed, 2 a usage,
-config or data error (one line on stderr).
+Exit status (each failure is one line on stderr):
+  0   done, and the config's gate (if any) met
+  1   the gate missed
+  2   a usage, config or data error: nothing was trained
+  3   training diverged (non-finite loss, gradient or parameters); the last good
+      checkpoint is kept
+  75  stopped by SIGTERM/SIGINT after writing a checkpoint: rerun to resume
 """
 import os
 import sys
@@ -18,6 +24,8 @@ if ROOT not in sys.path:
 
 EXIT_GATE_MISSED = 1
 EXIT_USER_ERROR = 2
+EXIT_DIVERGED = 3
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: try again
 
 
 def fail(message: str, status: int = EXIT_USER_ERROR):
@@ -85,6 +93,15 @@ def parse_flags(argv: list[str]) -> list[str]:
     fail(f"bad --config override: {one_line(e)}")
 
 
+def exit_status(error: Exception) -> int:
+  from research.core import errors
+  if isinstance(error, errors.Preempted):
+    return EXIT_PREEMPTED
+  if isinstance(error, errors.NonFiniteError):
+    return EXIT_DIVERGED
+  return EXIT_USER_ERROR
+
+
 def main() -> None:
   argv, run_name = resolve_config_flag(sys.argv)
 
@@ -95,14 +112,15 @@ def main() -> None:
                                   lock_config=True)
   flags.DEFINE_string("workdir", os.path.join("workdirs", run_name),
                       "Where checkpoints, metrics and images go; rerunning resumes.")
+  flags.DEFINE_enum("mode", "train", ["train", "eval"],
+                    "train (resuming from the workdir's checkpoints), or eval: the newest "
+                    "checkpoint's validation and test metrics, without training.")
 
   def run(_):
     import jax
-    import tensorflow as tf
 
-    from research.core import errors, loop
+    from research.core import errors, validation
 
-    tf.config.set_visible_devices([], "GPU")  # tf.data only; JAX owns accelerators
     logging.set_verbosity(logging.INFO)
     logging.get_absl_handler().addFilter(QuietLibraries())
     config, workdir = flags.FLAGS.config, flags.FLAGS.workdir
@@ -111,9 +129,18 @@ def main() -> None:
           f"({jax.process_count()} process(es)): {jax.devices()}")
     print(f"workdir: {os.path.abspath(workdir)}")
     try:
-      results = loop.train_and_evaluate(config, workdir)
+      validation.validate(config, workdir)  # before the heavy imports: bad configs fail fast
+      import tensorflow as tf
+
+      from research.core import loop
+
+      tf.config.set_visible_devices([], "GPU")  # tf.data only; JAX owns accelerators
+      if flags.FLAGS.mode == "eval":
+        results = loop.evaluate_checkpoint(config, workdir)
+      else:
+        results = loop.train_and_evaluate(config, workdir)
     except errors.UserError as e:
-      fail(str(e))
+      fail(str(e), exit_status(e))
     print("results: " + ", ".join(f"{k}={v:.5g}" for k, v in sorted(results.items())))
     if results.get("gate_passed") == 0.0:
       fail(f"gate missed: {config.gate} does not hold", EXIT_GATE_MISSED)

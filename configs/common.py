@@ -47,6 +47,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.optimizer.b2 = 0.999
   config.optimizer.weight_decay = 0.0
   config.optimizer.grad_clip_norm = 0.0  # 0: no clipping
+  config.optimizer.skip_nonfinite = False  # skip updates whose gradients are not finite
+  config.optimizer.max_consecutive_nonfinite = 10  # ... then stop the run
   return config
 
 

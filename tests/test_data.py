@@ -92,5 +92,5 @@ def test_missing_dataset_is_a_clear_error(tmp_path):
   with pytest.raises(pipeline.DatasetUnavailableError, match="unknown dataset 'no_such_dataset'"):
     pipeline.load_split(config.data, "train")
   config.data.name = "digits"
-  with pytest.raises(pipeline.DatasetUnavailableError, match="no split 'validation'"):
+  with pytest.raises(pipeline.DatasetUnavailableError, match="split='validation' is not a split of 'digits'"):
     pipeline.load_split(config.data, "validation")

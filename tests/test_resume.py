@@ -1,4 +1,5 @@
 """A run interrupted and resumed ends with exactly the parameters of an uninterrupted run."""
+import json
 import os
 
 import jax
@@ -55,3 +56,21 @@ def test_rerun_of_a_finished_run_only_evaluates(data_dir, tmp_path):
   first = loop.train_and_evaluate(config, str(tmp_path))
   again = loop.train_and_evaluate(config, str(tmp_path))
   assert again == first
+
+
+def test_same_seed_gives_identical_metrics_and_another_seed_differs(data_dir, tmp_path):
+  def training_metrics(workdir):
+    return [{k: v for k, v in r.items() if "/" in k and "per_sec" not in k}
+            for r in writers.read_metrics(workdir) if any("/" in k for k in r)]
+
+  config = load_config("vae", data_dir=data_dir, total_steps=10, log_every_steps=5)
+  first = loop.train_and_evaluate(config, str(tmp_path / "a"))
+  second = loop.train_and_evaluate(config, str(tmp_path / "b"))
+  assert first == second
+  assert training_metrics(tmp_path / "a") == training_metrics(tmp_path / "b")
+  assert json.load(open(tmp_path / "a" / "config.json"))["seed"] == 0
+
+  config.seed = 1
+  other = loop.train_and_evaluate(config, str(tmp_path / "c"))
+  assert other["test/neg_elbo"] != first["test/neg_elbo"]
+  assert json.load(open(tmp_path / "c" / "config.json"))["seed"] == 1

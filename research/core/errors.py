@@ -7,3 +7,16 @@ class UserError(Exception):
 
 class ConfigError(UserError, ValueError):
   """A config value that cannot work."""
+
+
+class NonFiniteError(UserError):
+  """Training produced a non-finite loss, gradient or parameter."""
+
+
+class Preempted(UserError):
+  """Training stopped on a signal after writing a checkpoint; rerunning resumes."""
+
+  def __init__(self, signal_name: str, step: int, directory: str):
+    super().__init__(f"stopped by {signal_name} after step {step}; checkpoint saved in "
+                     f"{directory}; rerun the same command to resume")
+    self.step = step

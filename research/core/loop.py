@@ -9,7 +9,6 @@ The loop never syncs with the devices except when it logs, evaluates or saves.
 import dataclasses
 import json
 import os
-import re
 import time
 from typing import Callable
 
@@ -19,7 +18,8 @@ import numpy as np
 from absl import logging
 from clu import periodic_actions
 
-from research.core import checkpoint, errors, optim, sharding, state as state_lib, step as step_lib, writers
+from research.core import (checkpoint, errors, gate, optim, preemption, sharding,
+                           state as state_lib, step as step_lib, validation, writers)
 from research.data import pipeline, preprocess
 from research.evaluation import images as images_lib
 from research.tasks import base as tasks_base
@@ -34,9 +34,7 @@ class Data:
 
 def load_data(config: ml_collections.ConfigDict, batch_sharding) -> Data:
   """Loads all three splits before anything compiles, so missing data fails fast."""
-  sharding.local_batch_size(config.batch_size)
-  sharding.local_batch_size(config.eval_batch_size)
-  arrays = {name: pipeline.load_split(config.data, getattr(config.data, f"{name}_split"))
+  arrays = {name: pipeline.load_split(config.data, config.data[f"{name}_split"], f"{name}_split")
             for name in ("train", "val", "test")}
 
   def device_batches(split):
@@ -53,27 +51,6 @@ def total_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
   return max(1, int(round(config.num_epochs * steps_per_epoch)))
 
 
-def parse_gate(gate: str):
-  """``"test/accuracy>=0.99"`` -> (metric, op, threshold); ``""`` -> None."""
-  if not gate:
-    return None
-  match = re.fullmatch(r"\s*([\w/]+)\s*(>=|<=)\s*([-+\deE.]+)\s*", gate)
-  if not match:
-    raise errors.ConfigError(f"gate must look like 'test/accuracy>=0.99' or 'test/neg_elbo<=100', not {gate!r}")
-  return match[1], match[2], float(match[3])
-
-
-def check_gate(gate: str, results: dict) -> bool | None:
-  parsed = parse_gate(gate)
-  if parsed is None:
-    return None
-  metric, op, threshold = parsed
-  if metric not in results:
-    raise errors.ConfigError(f"gate metric {metric!r} is not among the results {sorted(results)}")
-  value = results[metric]
-  return value >= threshold if op == ">=" else value <= threshold
-
-
 def evaluate(eval_step, state, batches: list, rng: jax.Array) -> dict[str, float]:
   """Metrics over a whole split; the eval key depends only on the batch index."""
   total = None
@@ -83,9 +60,13 @@ def evaluate(eval_step, state, batches: list, rng: jax.Array) -> dict[str, float
   return {k: float(v) for k, v in total.compute().items()}
 
 
+EVAL_KEY = 0  # fixed, so runs with any seed are scored on the same binarized images
+
+
 def run_rngs(seed: int) -> dict[str, jax.Array]:
-  """The run's root keys: parameter init, training steps and evaluation."""
-  return dict(zip(("init", "train", "eval"), jax.random.split(jax.random.PRNGKey(seed), 3)))
+  """The run's root keys: parameter init and training from the seed; evaluation fixed."""
+  init, train = jax.random.split(jax.random.PRNGKey(seed))
+  return {"init": init, "train": train, "eval": jax.random.PRNGKey(EVAL_KEY)}
 
 
 def init_state(task, optimizer, preprocess_fn, example: dict, seed: int) -> state_lib.TrainState:
@@ -111,6 +92,196 @@ def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
       f.write(config.to_json_best_effort(indent=2))
 
 
+def checked_scalars(train_metrics, checkpointer: checkpoint.Checkpointer) -> dict[str, float]:
+  """The window's train metrics as floats; raises errors.NonFiniteError when a guard fired."""
+  scalars = {k: float(v) for k, v in train_metrics.compute().items()}
+  fired = {k[len(step_lib.GUARD_PREFIX):]: int(scalars.pop(k)) for k in list(scalars)
+           if k.startswith(step_lib.GUARD_PREFIX)}
+  fired = {name: step for name, step in fired.items() if step >= 0}
+  if fired:
+    name, step = min(fired.items(), key=lambda item: item[1])
+    raise errors.NonFiniteError(
+        f"training diverged: {name} is not finite at step {step}; the last good checkpoint "
+        f"(step {checkpointer.latest_step()}) is kept in {checkpointer.directory}. Lower "
+        f"optimizer.learning_rate, clip gradients (optimizer.grad_clip_norm) or skip such "
+        f"updates (optimizer.skip_nonfinite=True)")
+  return scalars
+
+
+class Evaluator:
+  """Validation metrics and image summaries, written at each evaluation."""
+
+  def __init__(self, task, preprocess_fn, eval_step, data: Data, writer, workdir: str, rng):
+    self.eval_step, self.data, self.writer, self.workdir, self.rng = (
+        eval_step, data, writer, workdir, rng)
+
+    def images(params, model_state, batch):
+      batch = dict(batch)
+      batch.pop("mask")
+      return task.images(params, model_state, preprocess_fn(batch, rng), rng)
+
+    self.images = jax.jit(images)
+
+  def metrics(self, state, split: str) -> dict[str, float]:
+    return prefixed(split, evaluate(self.eval_step, state, getattr(self.data, split), self.rng))
+
+  def __call__(self, state, step: int) -> dict[str, float]:
+    metrics = self.metrics(state, "val")
+    self.writer.write_scalars(step, metrics)
+    self.write_images(state, step)
+    return metrics
+
+  def write_images(self, state, step: int) -> None:
+    summaries = self.images(state.params, state.model_state, self.data.val[0])
+    if not summaries:
+      return
+    grids = {k: images_lib.make_grid(np.asarray(v), columns=8) for k, v in summaries.items()}
+    self.writer.write_images(step, {k: g[None] for k, g in grids.items()})
+    if jax.process_index() == 0:
+      for name, grid in grids.items():
+        images_lib.save_png(os.path.join(self.workdir, "images", f"{name}_{step:08d}.png"), grid)
+
+
+INPUT_SPEC_FILE = "input_spec.json"
+
+
+def check_input_spec(workdir: str, spec: dict, fresh: bool) -> None:
+  """Records the training data's per-example shapes and dtypes on a fresh run; any later
+  run in the workdir (resume, eval) must feed the same, or it gets a clear error."""
+  path = os.path.join(workdir, INPUT_SPEC_FILE)
+  if fresh or not os.path.exists(path):
+    if jax.process_index() == 0:
+      with open(path, "w") as f:
+        json.dump(spec, f)
+    return
+  with open(path) as f:
+    recorded = json.load(f)
+  for name, (shape, dtype) in spec.items():
+    if name in recorded and (list(shape), dtype) != (list(recorded[name][0]), recorded[name][1]):
+      raise errors.ConfigError(
+          f"the data's {name} is {tuple(shape)} {dtype}, but the model in {workdir} was "
+          f"trained on {tuple(recorded[name][0])} {recorded[name][1]}; use the dataset and "
+          f"preprocessing it was trained with, or another --workdir")
+
+
+@dataclasses.dataclass
+class Experiment:
+  """Everything a run needs, built once from the config: data, task, state, steps, outputs."""
+  config: ml_collections.ConfigDict
+  workdir: str
+  data: Data
+  batch_sharding: jax.sharding.NamedSharding
+  num_steps: int
+  state: state_lib.TrainState
+  checkpointer: checkpoint.Checkpointer
+  train_step: Callable
+  writer: object
+  evaluator: Evaluator
+
+  def close(self) -> None:
+    """Waits for pending checkpoint writes and flushes metrics (also after an error)."""
+    self.checkpointer.close()
+    self.writer.close()
+
+
+def build(config: ml_collections.ConfigDict, workdir: str, training: bool = True) -> Experiment:
+  """Validates the config, loads the data and restores the newest checkpoint, if any."""
+  validation.validate(config, workdir)
+  if training:
+    write_config(config, workdir)
+  mesh = sharding.make_mesh()
+  replicated, batch_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+  data = load_data(config, batch_sharding)
+  num_steps = total_steps(config, data.train.steps_per_epoch)
+  checkpointer = checkpoint.Checkpointer(
+      os.path.join(os.path.abspath(workdir), "checkpoints"), config.keep_checkpoints)
+  if not training and checkpointer.latest_step() is None:
+    raise errors.UserError(f"no checkpoint in {checkpointer.directory} to evaluate: train "
+                           f"first, or pass the --workdir of a trained run")
+  check_input_spec(workdir, data.train.spec(), fresh=checkpointer.latest_step() is None)
+
+  task = tasks_base.make_task(config)
+  preprocess_fn = preprocess.parse(config.data.preprocess)
+  optimizer = optim.make_optimizer(config.optimizer, num_steps)
+  example = {k: v[:1] for k, v in data.train.local_batch(0).items()}
+  state = jax.device_put(init_state(task, optimizer, preprocess_fn, example, config.seed), replicated)
+  if checkpointer.latest_step() is not None:
+    state = checkpointer.restore_latest(state)
+    logging.info("Resumed from the checkpoint at step %d.", int(state.step))
+
+  guards = ("params",) if config.optimizer.skip_nonfinite else ("loss", "grad_norm")
+  train_step, eval_step = step_lib.jit_steps(
+      step_lib.make_train_step(task, optimizer, preprocess_fn, guards),
+      step_lib.make_eval_step(task, preprocess_fn), replicated, batch_sharding)
+  writer = writers.create_writer(workdir)
+  evaluator = Evaluator(task, preprocess_fn, eval_step, data, writer, workdir,
+                        run_rngs(config.seed)["eval"])
+  num_params = sum(np.size(p) for p in jax.tree.leaves(state.params))
+  logging.info("%d parameters; %d steps (%d per epoch), from step %d.",
+               num_params, num_steps, data.train.steps_per_epoch, int(state.step))
+  return Experiment(config, workdir, data, batch_sharding, num_steps, state, checkpointer,
+                    train_step, writer, evaluator)
+
+
+def train(exp: Experiment, step_hook: Callable[[int], None] | None = None):
+  """Runs the train step from the restored step to the last; returns the final state and
+  the last validation metrics (None when there was nothing left to train)."""
+  config, state, writer, checkpointer = exp.config, exp.state, exp.writer, exp.checkpointer
+  start_step, num_steps = int(state.step), exp.num_steps
+  if start_step == 0:
+    writer.write_hparams({k: v for k, v in config.to_dict().items() if not isinstance(v, dict)})
+  report_progress = periodic_actions.ReportProgress(
+      num_train_steps=num_steps, writer=writer, every_steps=config.log_every_steps)
+  train_metrics, val_metrics = None, None
+  window_start, window_step = time.perf_counter(), start_step
+  batches = pipeline.prefetch(
+      sharding.to_global_array(exp.data.train.local_batch(s), exp.batch_sharding)
+      for s in range(start_step, num_steps))
+  with preemption.SignalWatcher() as signals:
+    for step, batch in zip(range(start_step + 1, num_steps + 1), batches):
+      state, metrics = exp.train_step(state, batch)
+      train_metrics = metrics if train_metrics is None else train_metrics.merge(metrics)
+      report_progress(step)
+      is_last, is_log_step = step == num_steps, step % config.log_every_steps == 0
+      stop = signals.stop_requested(can_sync=is_log_step)
+      if is_log_step or is_last or stop:
+        scalars = checked_scalars(train_metrics, checkpointer)
+        elapsed = time.perf_counter() - window_start
+        scalars["examples_per_sec"] = (step - window_step) * config.batch_size / elapsed
+        writer.write_scalars(step, prefixed("train", scalars))
+        train_metrics, window_step = None, step
+      if step % config.checkpoint_every_steps == 0 or is_last or stop:
+        if train_metrics is not None:  # steps since the last log must be finite too
+          checked_scalars(train_metrics, checkpointer)
+        checkpointer.save(state)
+      if stop:
+        raise errors.Preempted(signals.signal_name, step, checkpointer.directory)
+      if step % config.eval_every_steps == 0 or is_last:
+        with report_progress.timed("eval"):
+          val_metrics = exp.evaluator(state, step)
+      if window_step == step:  # the throughput window restarts after logging and eval
+        window_start = time.perf_counter()
+      if step_hook is not None:
+        step_hook(step)
+  return state, val_metrics
+
+
+def final_results(exp: Experiment, state, val_metrics: dict | None) -> dict[str, float]:
+  """Validation and test metrics of ``state``, the gate, written to results.json."""
+  step = int(state.step)
+  results = dict(val_metrics or exp.evaluator(state, step))
+  test_metrics = exp.evaluator.metrics(state, "test")
+  exp.writer.write_scalars(step, test_metrics)
+  results.update(test_metrics)
+  passed = gate.check(exp.config.gate, results)
+  if passed is not None:
+    results["gate_passed"] = float(passed)
+  if jax.process_index() == 0:
+    with open(os.path.join(exp.workdir, "results.json"), "w") as f:
+      json.dump(results, f, indent=2)
+  return results
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        step_hook: Callable[[int], None] | None = None) -> dict[str, float]:
   """Trains ``config`` in ``workdir`` (resuming from its checkpoints) and returns the
@@ -118,96 +289,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
   ``step_hook(step)`` runs after every step (tests use it to interrupt a run).
   """
-  parse_gate(config.gate)
-  os.makedirs(workdir, exist_ok=True)
-  write_config(config, workdir)
-  mesh = sharding.make_mesh()
-  replicated, batch_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-  data = load_data(config, batch_sharding)
-  num_steps = total_steps(config, data.train.steps_per_epoch)
+  exp = build(config, workdir)
+  try:
+    state, val_metrics = train(exp, step_hook)
+    return final_results(exp, state, val_metrics)
+  finally:
+    exp.close()
 
-  task = tasks_base.make_task(config)
-  preprocess_fn = preprocess.parse(config.data.preprocess)
-  optimizer = optim.make_optimizer(config.optimizer, num_steps)
-  eval_rng = run_rngs(config.seed)["eval"]
-  example = {k: v[:1] for k, v in data.train.local_batch(0).items()}
-  state = jax.device_put(init_state(task, optimizer, preprocess_fn, example, config.seed), replicated)
-  checkpointer = checkpoint.Checkpointer(
-      os.path.join(os.path.abspath(workdir), "checkpoints"), config.keep_checkpoints)
-  if checkpointer.latest_step() is not None:
-    state = checkpointer.restore_latest(state)
-    logging.info("Resumed from the checkpoint at step %d.", int(state.step))
-  start_step = int(state.step)
 
-  train_step, eval_step = step_lib.jit_steps(
-      step_lib.make_train_step(task, optimizer, preprocess_fn),
-      step_lib.make_eval_step(task, preprocess_fn), replicated, batch_sharding)
-  image_fn = jax.jit(task.images, out_shardings=replicated)
-  writer = writers.create_writer(workdir)
-  if start_step == 0:
-    writer.write_hparams({k: v for k, v in config.to_dict().items() if not isinstance(v, dict)})
-  num_params = sum(np.size(p) for p in jax.tree.leaves(state.params))
-  logging.info("%d parameters; %d steps (%d per epoch), from step %d.",
-               num_params, num_steps, data.train.steps_per_epoch, start_step)
-
-  def write_images(state, step):
-    image_batch = preprocess_fn(dict(data.val[0]), eval_rng)
-    image_batch.pop("mask")
-    summaries = {k: np.asarray(v) for k, v in
-                 image_fn(state.params, state.model_state, image_batch, eval_rng).items()}
-    if not summaries:
-      return
-    grids = {k: images_lib.make_grid(v, columns=8) for k, v in summaries.items()}
-    writer.write_images(step, {k: g[None] for k, g in grids.items()})
-    if jax.process_index() == 0:
-      for name, grid in grids.items():
-        images_lib.save_png(os.path.join(workdir, "images", f"{name}_{step:08d}.png"), grid)
-
-  def run_eval(state, step):
-    metrics = prefixed("val", evaluate(eval_step, state, data.val, eval_rng))
-    writer.write_scalars(step, metrics)
-    write_images(state, step)
-    return metrics
-
-  report_progress = periodic_actions.ReportProgress(
-      num_train_steps=num_steps, writer=writer, every_steps=config.log_every_steps)
-  train_metrics, val_metrics = None, None
-  window_start, window_step = time.perf_counter(), start_step
-  batches = pipeline.prefetch(
-      sharding.to_global_array(data.train.local_batch(s), batch_sharding)
-      for s in range(start_step, num_steps))
-  for step, batch in zip(range(start_step + 1, num_steps + 1), batches):
-    state, metrics = train_step(state, batch)
-    train_metrics = metrics if train_metrics is None else train_metrics.merge(metrics)
-    report_progress(step)
-    is_last = step == num_steps
-    if step % config.log_every_steps == 0 or is_last:
-      scalars = {k: float(v) for k, v in train_metrics.compute().items()}
-      elapsed = time.perf_counter() - window_start
-      scalars["examples_per_sec"] = (step - window_step) * config.batch_size / elapsed
-      writer.write_scalars(step, prefixed("train", scalars))
-      train_metrics, window_step = None, step
-    if step % config.checkpoint_every_steps == 0 or is_last:
-      checkpointer.save(state)
-    if step % config.eval_every_steps == 0 or is_last:
-      with report_progress.timed("eval"):
-        val_metrics = run_eval(state, step)
-    if window_step == step:  # the throughput window restarts after logging and eval
-      window_start = time.perf_counter()
-    if step_hook is not None:
-      step_hook(step)
-
-  results = val_metrics or run_eval(state, num_steps)  # None when resumed at the end
-  test_metrics = prefixed("test", evaluate(eval_step, state, data.test, eval_rng))
-  writer.write_scalars(num_steps, test_metrics)
-  results.update(test_metrics)
-  passed = check_gate(config.gate, results)
-  if passed is not None:
-    results["gate_passed"] = float(passed)
-  checkpointer.close()
-  writer.flush()
-  writer.close()
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-      json.dump(results, f, indent=2)
-  return results
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+  """Validation and test metrics of the newest checkpoint in ``workdir``; no training."""
+  exp = build(config, workdir, training=False)
+  try:
+    return final_results(exp, exp.state, None)
+  finally:
+    exp.close()

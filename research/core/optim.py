@@ -4,6 +4,9 @@ import optax
 
 from research.core import errors
 
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "cosine", "linear")
+
 
 def make_schedule(config: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
   lr, warmup = config.learning_rate, config.warmup_steps
@@ -14,7 +17,7 @@ def make_schedule(config: ml_collections.ConfigDict, total_steps: int) -> optax.
   elif config.schedule == "linear":
     decay = optax.linear_schedule(lr, 0.0, max(total_steps - warmup, 1))
   else:
-    raise errors.ConfigError(f"optimizer.schedule must be constant, cosine or linear, not {config.schedule!r}")
+    raise errors.ConfigError(f"optimizer.schedule must be one of {SCHEDULES}, not {config.schedule!r}")
   if warmup <= 0:
     return decay
   return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), decay], [warmup])
@@ -30,10 +33,13 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> optax
   elif config.name == "adamw":
     base = optax.adamw(schedule, b1=config.b1, b2=config.b2, weight_decay=config.weight_decay)
   else:
-    raise errors.ConfigError(f"optimizer.name must be sgd, adam or adamw, not {config.name!r}")
+    raise errors.ConfigError(f"optimizer.name must be one of {OPTIMIZERS}, not {config.name!r}")
   chain = []
   if config.grad_clip_norm > 0:
     chain.append(optax.clip_by_global_norm(config.grad_clip_norm))
   if config.weight_decay > 0 and config.name != "adamw":
     chain.append(optax.add_decayed_weights(config.weight_decay))
-  return optax.chain(*chain, base)
+  optimizer = optax.chain(*chain, base)
+  if config.skip_nonfinite:  # skip updates with non-finite gradients, up to a limit in a row
+    optimizer = optax.apply_if_finite(optimizer, config.max_consecutive_nonfinite)
+  return optimizer

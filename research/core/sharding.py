@@ -8,8 +8,6 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from research.core import errors
-
 DATA_AXIS = "data"
 
 
@@ -23,15 +21,6 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 
 def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec())
-
-
-def local_batch_size(global_batch_size: int) -> int:
-  """The part of a global batch this process feeds; errors when it does not divide."""
-  num_devices, num_processes = jax.device_count(), jax.process_count()
-  if global_batch_size % num_devices:
-    raise errors.ConfigError(
-        f"batch size {global_batch_size} is not divisible by the {num_devices} devices")
-  return global_batch_size // num_processes
 
 
 def to_global_array(local_batch, sharding: NamedSharding):

@@ -8,7 +8,9 @@ about devices, models or loops.
 """
 from typing import Callable
 
+import flax
 import jax
+import jax.numpy as jnp
 import optax
 from clu import metrics as clu_metrics
 
@@ -17,9 +19,39 @@ from research.core.state import TrainState
 Preprocess = Callable[[dict, jax.Array], dict]
 
 
-def train_metrics_collection(task_metrics: dict) -> type[clu_metrics.Collection]:
+NEVER = jnp.iinfo(jnp.int32).max
+GUARD_PREFIX = "nonfinite_"  # train metrics named so are guards, not logged
+
+
+@flax.struct.dataclass
+class FirstStep(clu_metrics.Metric):
+  """The first step at which a condition held; -1 when it never did.
+
+  Subclasses name the boolean output that holds the condition (``KEY``).
+  """
+  step: jax.Array
+  KEY = ""
+
+  @classmethod
+  def from_model_output(cls, *, step, **outputs):
+    return cls(step=jnp.where(outputs[cls.KEY], step, NEVER))
+
+  def merge(self, other):
+    return type(self)(step=jnp.minimum(self.step, other.step))
+
+  def compute(self):
+    return jnp.where(self.step == NEVER, -1, self.step)
+
+
+def first_step_where(key: str) -> type[FirstStep]:
+  return flax.struct.dataclass(type(f"FirstStep_{key}", (FirstStep,), {"KEY": key}))
+
+
+def train_metrics_collection(task_metrics: dict, guards: tuple[str, ...]):
+  """The task's metrics, the gradient norm, and the first non-finite step of each guard."""
   return clu_metrics.Collection.create(
-      **task_metrics, grad_norm=clu_metrics.Average.from_output("grad_norm"))
+      **task_metrics, grad_norm=clu_metrics.Average.from_output("grad_norm"),
+      **{GUARD_PREFIX + g: first_step_where(GUARD_PREFIX + g) for g in guards})
 
 
 def eval_metrics_collection(task_metrics: dict) -> type[clu_metrics.Collection]:
@@ -31,25 +63,31 @@ def step_rngs(state: TrainState):
   return jax.random.split(jax.random.fold_in(state.rng, state.step))
 
 
-def make_train_step(task, optimizer: optax.GradientTransformation, preprocess: Preprocess):
-  """Returns the pure ``train_step(state, batch) -> (state, metrics)``."""
-  collection = train_metrics_collection(task.metrics)
+def make_train_step(task, optimizer: optax.GradientTransformation, preprocess: Preprocess,
+                    guards: tuple[str, ...] = ("loss", "grad_norm")):
+  """Returns the pure ``train_step(state, batch) -> (state, metrics)``.
+
+  ``guards`` are watched for non-finite values without a host sync: the metrics
+  carry the first step at which each of ``loss``, ``grad_norm`` or ``params`` (after
+  the update) was not finite, for the loop to read when it logs.
+  """
+  collection = train_metrics_collection(task.metrics, guards)
 
   def train_step(state: TrainState, batch: dict):
     preprocess_rng, loss_rng = step_rngs(state)
     batch = preprocess(batch, preprocess_rng)
     grad_fn = jax.value_and_grad(task.loss_fn, has_aux=True)
-    (_, (outputs, model_state)), grads = grad_fn(
+    (loss, (outputs, model_state)), grads = grad_fn(
         state.params, state.model_state, batch, loss_rng, True)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
     new_state = state.replace(
-        step=state.step + 1,
-        params=optax.apply_updates(state.params, updates),
-        opt_state=opt_state,
-        model_state=model_state,
-    )
+        step=state.step + 1, params=params, opt_state=opt_state, model_state=model_state)
+    grad_norm = optax.global_norm(grads)
+    watched = {"loss": loss, "grad_norm": grad_norm, "params": optax.global_norm(params)}
     metrics = collection.single_from_model_output(
-        grad_norm=optax.global_norm(grads), **outputs)
+        grad_norm=grad_norm, step=new_state.step,
+        **{GUARD_PREFIX + g: ~jnp.isfinite(watched[g]) for g in guards}, **outputs)
     return new_state, metrics
 
   return train_step

@@ -68,15 +68,17 @@ def get_builder(name: str, data_dir: str | None, download: bool):
       f"e.g. --config=vae:digits")
 
 
-def load_split(config: ml_collections.ConfigDict, split: str) -> dict[str, np.ndarray]:
-  """The whole ``split`` of ``config.name`` as numpy arrays of ``config.features``."""
+def load_split(config: ml_collections.ConfigDict, split: str,
+               field: str = "split") -> dict[str, np.ndarray]:
+  """The whole ``split`` of ``config.name`` as numpy arrays of ``config.features``;
+  ``field`` names the config field that chose the split, for error messages."""
   builder = get_builder(config.name, config.data_dir, config.download)
   try:
     dataset = builder.as_dataset(split=split)
   except ValueError as e:
     raise DatasetUnavailableError(
-        f"dataset {config.name!r} has no split {split!r} "
-        f"(splits: {', '.join(builder.info.splits)}): {e}") from None
+        f"data.{field}={split!r} is not a split of {config.name!r}; it must be one of "
+        f"{', '.join(builder.info.splits)} or a slice such as 'train[:90%]' ({e})") from None
   chunks = list(tfds.as_numpy(dataset.batch(LOAD_CHUNK)))
   data = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]} if chunks else {}
   missing = [f for f in config.features if f not in data]
@@ -106,6 +108,10 @@ class TrainBatches:
       raise errors.ConfigError(
           f"batch size {global_batch_size} exceeds the {self.size} training examples")
     self._epoch, self._permutation = None, None
+
+  def spec(self) -> dict[str, tuple[list[int], str]]:
+    """Per-example shape and dtype of each feature."""
+    return {k: (list(v.shape[1:]), str(v.dtype)) for k, v in self.arrays.items()}
 
   def indices(self, step: int) -> np.ndarray:
     """Global example indices of the batch consumed at ``step``."""

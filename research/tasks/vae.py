@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import optax
 from clu import metrics
 
+from research.core import errors
 from research.tasks import base
 
 NUM_IMAGES = 64  # images per summary grid
@@ -34,6 +35,14 @@ class Task(base.BaseTask):
       "recon_nll": metrics.Average.from_output("recon_nll"),
       "kl": metrics.Average.from_output("kl"),
   }
+
+  def init_variables(self, rng, batch):
+    shape, expected = tuple(batch["image"].shape[1:]), tuple(self.config.model.image_shape)
+    if shape != expected:
+      raise errors.ConfigError(
+          f"model.image_shape={expected} does not match the data's images {shape}; set "
+          f"--config.model.image_shape={shape} or use the config for this dataset")
+    return super().init_variables(rng, batch)
 
   def _apply(self, params, model_state, method, *args, rng, train):
     out, _ = base.apply_model(self.model, params, model_state, *args, rng=rng, train=train,

@@ -1,0 +1,104 @@
+"""Bad configs and inputs: each is one line on stderr, exit status 2, no traceback, and
+nothing is trained."""
+import os
+
+import pytest
+
+from research.core import errors, loop
+from tests.conftest import load_config, run_launcher
+
+def saved_checkpoints(workdir) -> list[str]:
+  directory = workdir / "checkpoints"
+  return os.listdir(directory) if directory.exists() else []
+
+
+EIGHT_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+
+# (arguments after --config=..., fragments the error line must contain, extra env)
+CASES = {
+    "unknown config": (["--config=vea"], ["unknown config 'vea'", "available: cnn, vae"]),
+    "config argument": (["--config=vae:mnistt"], ["unknown config argument 'mnistt'"]),
+    "misspelled field": (["--config.batch_sise=3"], ["no field 'batch_sise'", "batch_size"]),
+    "misspelled nested field": (["--config.model.hiden=3"], ["no field 'hiden'", "hidden"]),
+    "int field given text": (["--config.batch_size=abc"], ["--config.batch_size=abc"]),
+    "int field given a float": (["--config.total_steps=1.5"], ["--config.total_steps=1.5"]),
+    "zero batch size": (["--config.batch_size=0"], ["batch_size=0 is not allowed", "positive integer"]),
+    "negative eval batch": (["--config.eval_batch_size=-8"], ["eval_batch_size=-8", "positive integer"]),
+    "zero learning rate": (["--config.optimizer.learning_rate=0"],
+                           ["optimizer.learning_rate=0.0 is not allowed", "positive"]),
+    "negative learning rate": (["--config.optimizer.learning_rate=-0.1"],
+                               ["optimizer.learning_rate=-0.1"]),
+    "unknown optimizer": (["--config.optimizer.name=adamm"],
+                          ["optimizer.name='adamm'", "'sgd', 'adam', 'adamw'"]),
+    "unknown schedule": (["--config.optimizer.schedule=cosin"], ["optimizer.schedule='cosin'", "cosine"]),
+    "beta2 of one": (["--config.optimizer.b2=1.0"], ["optimizer.b2=1.0", "in [0, 1)"]),
+    "zero total steps": (["--config.total_steps=0"], ["total_steps=0", "-1 (use num_epochs)"]),
+    "zero epochs": (["--config.num_epochs=0"], ["num_epochs=0.0", "positive"]),
+    "no checkpoints kept": (["--config.keep_checkpoints=0"], ["keep_checkpoints=0"]),
+    "batch not divisible by devices": (["--config.batch_size=12"],
+                                       ["batch_size=12", "multiple of the 8 device(s)"], EIGHT_DEVICES),
+    "unknown model": (["--config.model.name=vea"], ["unknown model 'vea'"]),
+    "unknown task": (["--config.task.name=gan"], ["unknown task 'gan'"]),
+    "unknown preprocessing op": (["--config.data.preprocess=scale(0, 1)|binarise"],
+                                 ["data.preprocess=", "unknown preprocessing op 'binarise'"]),
+    "gate on an unknown metric": (["--config.gate=test/accuracy>=0.9"],
+                                  ["gate='test/accuracy>=0.9'", "neg_elbo"]),
+    "malformed gate": (["--config.gate=accuracy>0.9"], ["gate must look like"]),
+    "unknown activation": (["--config.model.activation=relux"], ["unknown activation 'relux'"]),
+    "image shape unlike the data": (["--config.model.image_shape=(28, 28, 1)"],
+                                    ["model.image_shape=(28, 28, 1)", "(8, 8, 1)"]),
+    "split that does not exist": (["--config.data.val_split=validation"],
+                                  ["data.val_split='validation' is not a split of 'digits'", "train, test"]),
+    "unknown dataset": (["--config.data.name=no_such_data"], ["unknown dataset 'no_such_data'"]),
+    "unwritable workdir": (["--workdir=/proc/no_such_dir"], ["--workdir='/proc/no_such_dir' cannot be written"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_is_one_line(case, data_dir, tmp_path):
+  args, fragments, *env = CASES[case]
+  if not args[0].startswith("--config="):
+    args = ["--config=vae:digits", *args]
+  if not any(a.startswith("--workdir") for a in args):
+    args = [*args, f"--workdir={tmp_path / 'run'}"]
+  proc = run_launcher(*args, f"--config.data.data_dir={data_dir}", env=env[0] if env else None)
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  assert "Traceback" not in proc.stderr + proc.stdout
+  lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+  assert len(lines) == 1, proc.stderr[-3000:]
+  for fragment in fragments:
+    assert fragment in lines[0], lines[0]
+  assert not saved_checkpoints(tmp_path / "run")
+
+
+def test_missing_dataset_stops_before_training(tmp_path):
+  proc = run_launcher("--config=cnn", f"--config.data.data_dir={tmp_path}",
+                      f"--workdir={tmp_path / 'run'}")
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr
+  lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+  assert len(lines) == 1
+  for fragment in ["dataset 'mnist' is not prepared", str(tmp_path), "TFDS_DATA_DIR", "digits"]:
+    assert fragment in lines[0]
+  assert not saved_checkpoints(tmp_path / "run")
+
+
+def test_eval_mode_checks_the_checkpoint_and_its_inputs(data_dir, tmp_path):
+  workdir = tmp_path / "run"
+  common = [f"--workdir={workdir}", f"--config.data.data_dir={data_dir}"]
+  proc = run_launcher("--config=vae:digits", "--mode=eval", *common)
+  assert proc.returncode == 2 and "no checkpoint in" in proc.stderr
+
+  proc = run_launcher("--config=vae:digits", "--config.total_steps=10", *common)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  proc = run_launcher("--config=vae:digits", "--mode=eval", "--config.total_steps=10", *common)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "test/neg_elbo=" in proc.stdout
+
+
+def test_images_unlike_the_trained_ones_are_refused(mock_tfds, tmp_path):
+  config = load_config("vae", arg=None, total_steps=2, batch_size=16, eval_batch_size=32)
+  loop.train_and_evaluate(config, str(tmp_path))  # MNIST-shaped mock images, 28x28x1 uint8
+  config.data.name = "cifar10"  # 32x32x3
+  with pytest.raises(errors.ConfigError, match=r"the data's image is \(32, 32, 3\) uint8, but the "
+                     r"model in .* was trained on \(28, 28, 1\) uint8"):
+    loop.evaluate_checkpoint(config, str(tmp_path))

@@ -1,0 +1,147 @@
+"""Runs survive kills and signals, stop on divergence, and skip damaged checkpoints."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from research.core import writers
+from tests.conftest import ROOT, run_launcher
+
+EXIT_DIVERGED, EXIT_PREEMPTED = 3, 75
+
+
+def launcher_args(workdir, data_dir, *extra):
+  return ["--config=vae:digits", f"--workdir={workdir}", f"--config.data.data_dir={data_dir}",
+          "--config.total_steps=300", "--config.log_every_steps=10",
+          "--config.eval_every_steps=100", "--config.checkpoint_every_steps=10", *extra]
+
+
+def checkpoint_steps(workdir) -> list[int]:
+  directory = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(d) for d in os.listdir(directory) if d.isdigit())
+
+
+def restore(workdir, step):
+  return ocp.StandardCheckpointer().restore(
+      os.path.join(workdir, "checkpoints", str(step), "default"))
+
+
+def assert_same_state(workdir_a, workdir_b, step):
+  a, b = restore(workdir_a, step), restore(workdir_b, step)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    np.testing.assert_array_equal(x, y)
+
+
+def start_and_signal(args, signum, once_checkpointed_at: int):
+  """Starts the launcher and sends ``signum`` once a checkpoint of that step exists."""
+  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+  proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "launch.py"), *args], cwd=ROOT,
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  workdir = args[1].split("=", 1)[1]
+  deadline = time.time() + 240
+  while once_checkpointed_at not in checkpoint_steps(workdir):
+    assert proc.poll() is None, proc.communicate()[1][-3000:]
+    assert time.time() < deadline
+    time.sleep(0.02)
+  proc.send_signal(signum)
+  out, err = proc.communicate(timeout=240)
+  return proc.returncode, out, err
+
+
+def test_sigkill_then_rerun_equals_uninterrupted(data_dir, tmp_path):
+  straight, killed = tmp_path / "straight", tmp_path / "killed"
+  assert run_launcher(*launcher_args(straight, data_dir)).returncode == 0
+  returncode, _, _ = start_and_signal(launcher_args(killed, data_dir), signal.SIGKILL, 20)
+  assert returncode == -signal.SIGKILL
+  assert checkpoint_steps(killed)[-1] < 300
+  proc = run_launcher(*launcher_args(killed, data_dir))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert_same_state(straight, killed, 300)
+
+
+def test_sigterm_checkpoints_exits_75_and_resumes(data_dir, tmp_path):
+  workdir = tmp_path / "run"
+  returncode, _, err = start_and_signal(launcher_args(workdir, data_dir), signal.SIGTERM, 20)
+  assert returncode == EXIT_PREEMPTED, err[-3000:]
+  errors = [line for line in err.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and "stopped by SIGTERM after step" in errors[0]
+  stopped_at = int(errors[0].split("after step ")[1].split(";")[0])
+  assert checkpoint_steps(workdir)[-1] == stopped_at
+  assert "Traceback" not in err
+
+  proc = run_launcher(*launcher_args(workdir, data_dir))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert f"Resumed from the checkpoint at step {stopped_at}" in proc.stderr
+  steps = [r["step"] for r in writers.read_metrics(workdir) if "train/neg_elbo" in r]
+  assert steps[-1] == 300 and stopped_at in steps
+
+
+def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(data_dir, tmp_path):
+  # Warm up from 0 to an absurd learning rate: the first steps are fine, then it diverges.
+  workdir = tmp_path / "run"
+  proc = run_launcher(*launcher_args(workdir, data_dir, "--config.optimizer.name=sgd",
+                                     "--config.optimizer.learning_rate=1e12",
+                                     "--config.optimizer.warmup_steps=100",
+                                     "--config.checkpoint_every_steps=2",
+                                     "--config.log_every_steps=2"))
+  assert proc.returncode == EXIT_DIVERGED, proc.stderr[-3000:]
+  errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and "training diverged:" in errors[0] and "is not finite at step" in errors[0]
+  assert "Traceback" not in proc.stderr
+  bad_step = int(errors[0].split("at step ")[1].split(";")[0])
+  saved = checkpoint_steps(workdir)
+  assert saved and saved[-1] < bad_step
+  assert f"(step {saved[-1]})" in errors[0]
+  state = restore(workdir, saved[-1])
+  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state["params"]))
+
+
+def test_skip_nonfinite_updates_survives_bad_steps(data_dir, tmp_path):
+  # The same divergence, but non-finite updates are skipped: parameters stay finite
+  # until too many come in a row, then the guard on the parameters stops the run.
+  workdir = tmp_path / "run"
+  proc = run_launcher(*launcher_args(workdir, data_dir, "--config.optimizer.name=sgd",
+                                     "--config.optimizer.learning_rate=1e12",
+                                     "--config.optimizer.warmup_steps=100",
+                                     "--config.optimizer.skip_nonfinite=True",
+                                     "--config.optimizer.max_consecutive_nonfinite=3"))
+  assert proc.returncode == EXIT_DIVERGED, proc.stderr[-3000:]
+  assert "params is not finite at step" in proc.stderr
+
+
+def test_damaged_newest_checkpoint_falls_back_to_the_previous(data_dir, tmp_path):
+  straight, damaged = tmp_path / "straight", tmp_path / "damaged"
+  args = ["--config.total_steps=30"]
+  assert run_launcher(*launcher_args(straight, data_dir, *args)).returncode == 0
+  assert run_launcher(*launcher_args(damaged, data_dir, "--config.total_steps=30",
+                                     "--config.checkpoint_every_steps=10")).returncode == 0
+  assert checkpoint_steps(damaged) == [10, 20, 30]
+  for root, _, files in os.walk(os.path.join(damaged, "checkpoints", "30")):
+    for name in files:  # truncate every file of the newest checkpoint
+      with open(os.path.join(root, name), "r+b") as f:
+        f.truncate(os.path.getsize(os.path.join(root, name)) // 2)
+
+  proc = run_launcher(*launcher_args(damaged, data_dir, *args))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "The checkpoint at step 30 cannot be read" in proc.stderr
+  assert "Resumed from the checkpoint at step 20" in proc.stderr
+  assert os.path.isdir(os.path.join(damaged, "checkpoints_unreadable", "30"))
+  assert_same_state(straight, damaged, 30)
+
+
+def test_checkpoint_of_another_model_is_a_clear_error(data_dir, tmp_path):
+  workdir = tmp_path / "run"
+  assert run_launcher(*launcher_args(workdir, data_dir, "--config.total_steps=10")).returncode == 0
+  proc = run_launcher(*launcher_args(workdir, data_dir, "--config.total_steps=20",
+                                     "--config.model.latent_dim=3"))
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr
+  errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1 and "does not fit this config" in errors[0]
+  assert "params/posterior/kernel" in errors[0]
