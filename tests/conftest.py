@@ -3,11 +3,19 @@ import importlib
 import os
 import subprocess
 import sys
+import tempfile
 from unittest import mock
 
-import jax
-import pytest
-import tensorflow_datasets as tfds
+# A persistent XLA cache: the many short runs here share their compiled steps
+# (in this process and the launcher subprocesses). Set before JAX is imported.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), "research-tests-xla-cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow_datasets as tfds  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

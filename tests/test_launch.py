@@ -15,12 +15,13 @@ def test_vae_digits_end_to_end_with_overrides(data_dir, tmp_path):
                       f"--config.data.data_dir={data_dir}", "--config.total_steps=30",
                       "--config.log_every_steps=5", "--config.eval_every_steps=15",
                       "--config.checkpoint_every_steps=15", "--config.batch_size=64",
-                      "--config.model.latent_dim=4")
+                      "--config.model.latent_dim=4", "--config.keep_checkpoints=1")
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "devices:" in proc.stdout and f"workdir: {workdir}" in proc.stdout
 
   config = json.load(open(os.path.join(workdir, "config.json")))
   assert config["batch_size"] == 64 and config["model"]["latent_dim"] == 4
+  assert config["keep_checkpoints"] == 1
   assert config["data"]["name"] == "digits"
 
   records = writers.read_metrics(workdir)
@@ -32,7 +33,7 @@ def test_vae_digits_end_to_end_with_overrides(data_dir, tmp_path):
   test = [r for r in records if "test/neg_elbo" in r]
   assert len(test) == 1 and test[0]["test/neg_elbo"] > test[0]["test/kl"] >= 0
 
-  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["15", "30"]
+  assert os.listdir(os.path.join(workdir, "checkpoints")) == ["30"]  # keep_checkpoints=1
   assert glob.glob(os.path.join(workdir, "events.out.tfevents.*"))
   images = sorted(os.listdir(os.path.join(workdir, "images")))
   assert images == ["reconstructions_00000015.png", "reconstructions_00000030.png",

@@ -1,5 +1,6 @@
 """Runs survive kills and signals, stop on divergence, and skip damaged checkpoints."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -8,17 +9,21 @@ import time
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+import pytest
 
 from research.core import writers
 from tests.conftest import ROOT, run_launcher
 
 EXIT_DIVERGED, EXIT_PREEMPTED = 3, 75
+# Warm up from 0 to an absurd learning rate: the first steps are fine, then it diverges.
+DIVERGING = ("--config.optimizer.name=sgd", "--config.optimizer.learning_rate=1e12",
+             "--config.optimizer.warmup_steps=100")
 
 
 def launcher_args(workdir, data_dir, *extra):
   return ["--config=vae:digits", f"--workdir={workdir}", f"--config.data.data_dir={data_dir}",
           "--config.total_steps=300", "--config.log_every_steps=10",
-          "--config.eval_every_steps=100", "--config.checkpoint_every_steps=10", *extra]
+          "--config.eval_every_steps=100", "--config.checkpoint_every_steps=50", *extra]
 
 
 def checkpoint_steps(workdir) -> list[int]:
@@ -55,10 +60,23 @@ def start_and_signal(args, signum, once_checkpointed_at: int):
   return proc.returncode, out, err
 
 
-def test_sigkill_then_rerun_equals_uninterrupted(data_dir, tmp_path):
-  straight, killed = tmp_path / "straight", tmp_path / "killed"
-  assert run_launcher(*launcher_args(straight, data_dir)).returncode == 0
-  returncode, _, _ = start_and_signal(launcher_args(killed, data_dir), signal.SIGKILL, 20)
+@pytest.fixture(scope="module")
+def straight(data_dir, tmp_path_factory):
+  """The workdir of an uninterrupted 300-step run, for the others to match (read only)."""
+  workdir = tmp_path_factory.mktemp("straight")
+  proc = run_launcher(*launcher_args(workdir, data_dir))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return workdir
+
+
+def copy_of(workdir, tmp_path):
+  shutil.copytree(workdir, tmp_path / "copy")
+  return tmp_path / "copy"
+
+
+def test_sigkill_then_rerun_equals_uninterrupted(straight, data_dir, tmp_path):
+  killed = tmp_path / "killed"
+  returncode, _, _ = start_and_signal(launcher_args(killed, data_dir), signal.SIGKILL, 50)
   assert returncode == -signal.SIGKILL
   assert checkpoint_steps(killed)[-1] < 300
   proc = run_launcher(*launcher_args(killed, data_dir))
@@ -66,29 +84,58 @@ def test_sigkill_then_rerun_equals_uninterrupted(data_dir, tmp_path):
   assert_same_state(straight, killed, 300)
 
 
-def test_sigterm_checkpoints_exits_75_and_resumes(data_dir, tmp_path):
-  workdir = tmp_path / "run"
-  returncode, _, err = start_and_signal(launcher_args(workdir, data_dir), signal.SIGTERM, 20)
+def stop_with(signum, workdir, data_dir) -> int:
+  """Signals a run once it has checkpointed; checks the stop; returns its last step."""
+  returncode, _, err = start_and_signal(launcher_args(workdir, data_dir), signum, 50)
   assert returncode == EXIT_PREEMPTED, err[-3000:]
+  assert "Traceback" not in err
   errors = [line for line in err.splitlines() if line.startswith("error:")]
-  assert len(errors) == 1 and "stopped by SIGTERM after step" in errors[0]
+  assert len(errors) == 1 and f"stopped by {signum.name} after step" in errors[0]
   stopped_at = int(errors[0].split("after step ")[1].split(";")[0])
   assert checkpoint_steps(workdir)[-1] == stopped_at
-  assert "Traceback" not in err
+  assert [r["step"] for r in writers.read_metrics(workdir) if "train/neg_elbo" in r][-1] == stopped_at
+  return stopped_at
 
+
+def test_sigint_checkpoints_and_exits_75(data_dir, tmp_path):
+  stop_with(signal.SIGINT, tmp_path / "run", data_dir)
+
+
+def test_sigterm_checkpoints_exits_75_and_resumes_exactly(straight, data_dir, tmp_path):
+  workdir = tmp_path / "run"
+  stopped_at = stop_with(signal.SIGTERM, workdir, data_dir)
   proc = run_launcher(*launcher_args(workdir, data_dir))
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert f"Resumed from the checkpoint at step {stopped_at}" in proc.stderr
-  steps = [r["step"] for r in writers.read_metrics(workdir) if "train/neg_elbo" in r]
-  assert steps[-1] == 300 and stopped_at in steps
+  assert_same_state(straight, workdir, 300)
+
+
+def test_second_signal_exits_at_once():
+  script = ("import os, signal, time\n"
+            "from research.core import preemption\n"
+            "with preemption.SignalWatcher() as watcher:\n"
+            "  os.kill(os.getpid(), signal.SIGTERM)\n"
+            "  print('first:', watcher.signal_name, flush=True)\n"
+            "  os.kill(os.getpid(), signal.SIGTERM)\n"
+            "  time.sleep(5)\n"
+            "  print('still running')\n")
+  proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                        timeout=60)
+  assert proc.returncode == 128 + signal.SIGTERM
+  assert proc.stdout.splitlines() == ["first: SIGTERM"]
+
+
+def test_no_loading_path_unpickles():
+  for root, _, files in os.walk(os.path.join(ROOT, "research")):
+    for name in files:
+      if name.endswith(".py"):
+        source = open(os.path.join(root, name)).read()
+        assert "pickle" not in source and "allow_pickle" not in source, name
 
 
 def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(data_dir, tmp_path):
-  # Warm up from 0 to an absurd learning rate: the first steps are fine, then it diverges.
   workdir = tmp_path / "run"
-  proc = run_launcher(*launcher_args(workdir, data_dir, "--config.optimizer.name=sgd",
-                                     "--config.optimizer.learning_rate=1e12",
-                                     "--config.optimizer.warmup_steps=100",
+  proc = run_launcher(*launcher_args(workdir, data_dir, *DIVERGING,
                                      "--config.checkpoint_every_steps=2",
                                      "--config.log_every_steps=2"))
   assert proc.returncode == EXIT_DIVERGED, proc.stderr[-3000:]
@@ -107,39 +154,31 @@ def test_skip_nonfinite_updates_survives_bad_steps(data_dir, tmp_path):
   # The same divergence, but non-finite updates are skipped: parameters stay finite
   # until too many come in a row, then the guard on the parameters stops the run.
   workdir = tmp_path / "run"
-  proc = run_launcher(*launcher_args(workdir, data_dir, "--config.optimizer.name=sgd",
-                                     "--config.optimizer.learning_rate=1e12",
-                                     "--config.optimizer.warmup_steps=100",
+  proc = run_launcher(*launcher_args(workdir, data_dir, *DIVERGING,
                                      "--config.optimizer.skip_nonfinite=True",
                                      "--config.optimizer.max_consecutive_nonfinite=3"))
   assert proc.returncode == EXIT_DIVERGED, proc.stderr[-3000:]
   assert "params is not finite at step" in proc.stderr
 
 
-def test_damaged_newest_checkpoint_falls_back_to_the_previous(data_dir, tmp_path):
-  straight, damaged = tmp_path / "straight", tmp_path / "damaged"
-  args = ["--config.total_steps=30"]
-  assert run_launcher(*launcher_args(straight, data_dir, *args)).returncode == 0
-  assert run_launcher(*launcher_args(damaged, data_dir, "--config.total_steps=30",
-                                     "--config.checkpoint_every_steps=10")).returncode == 0
-  assert checkpoint_steps(damaged) == [10, 20, 30]
-  for root, _, files in os.walk(os.path.join(damaged, "checkpoints", "30")):
+def test_damaged_newest_checkpoint_falls_back_to_the_previous(straight, data_dir, tmp_path):
+  damaged = copy_of(straight, tmp_path)
+  assert checkpoint_steps(damaged) == [200, 250, 300]
+  for root, _, files in os.walk(os.path.join(damaged, "checkpoints", "300")):
     for name in files:  # truncate every file of the newest checkpoint
       with open(os.path.join(root, name), "r+b") as f:
         f.truncate(os.path.getsize(os.path.join(root, name)) // 2)
 
-  proc = run_launcher(*launcher_args(damaged, data_dir, *args))
+  proc = run_launcher(*launcher_args(damaged, data_dir))
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert "The checkpoint at step 30 cannot be read" in proc.stderr
-  assert "Resumed from the checkpoint at step 20" in proc.stderr
-  assert os.path.isdir(os.path.join(damaged, "checkpoints_unreadable", "30"))
-  assert_same_state(straight, damaged, 30)
+  assert "The checkpoint at step 300 cannot be read" in proc.stderr
+  assert "Resumed from the checkpoint at step 250" in proc.stderr
+  assert os.path.isdir(os.path.join(damaged, "checkpoints_unreadable", "300"))
+  assert_same_state(straight, damaged, 300)
 
 
-def test_checkpoint_of_another_model_is_a_clear_error(data_dir, tmp_path):
-  workdir = tmp_path / "run"
-  assert run_launcher(*launcher_args(workdir, data_dir, "--config.total_steps=10")).returncode == 0
-  proc = run_launcher(*launcher_args(workdir, data_dir, "--config.total_steps=20",
+def test_checkpoint_of_another_model_is_a_clear_error(straight, data_dir, tmp_path):
+  proc = run_launcher(*launcher_args(copy_of(straight, tmp_path), data_dir,
                                      "--config.model.latent_dim=3"))
   assert proc.returncode == 2 and "Traceback" not in proc.stderr
   errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
