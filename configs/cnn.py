@@ -11,12 +11,7 @@ from configs import common
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = common.base_config()
   config.gate = "test/accuracy>=0.99"
-  config.task.name = "classification"
-  config.model.name = "cnn"
-  config.model.num_classes = 10
-  config.model.conv_features = (32, 64)
-  config.model.dense_features = (256,)
-  config.model.pool = "avg"
-  config.model.dropout = 0.0
+  common.classification(config, "cnn", conv_features=(32, 64), dense_features=(256,),
+                        pool="avg", dropout=0.0)
   common.select_dataset(config, arg)
   return config

@@ -52,6 +52,18 @@ def base_config() -> ml_collections.ConfigDict:
   return config
 
 
+def classification(config: ml_collections.ConfigDict, model: str, loss: str = "softmax",
+                   l2: float = 0.0, **model_fields) -> ml_collections.ConfigDict:
+  """Sets up the classification task with ``research/models/<model>.py``."""
+  config.task.name = "classification"
+  config.task.loss = loss  # softmax, squared_hinge (LinearSVC's) or hinge (Crammer-Singer)
+  config.task.l2 = l2  # 0.5 * l2 * ||W||^2 on weight matrices
+  config.model.name = model
+  config.model.num_classes = 10
+  config.model.update(model_fields)
+  return config
+
+
 def select_dataset(config: ml_collections.ConfigDict, arg: str | None) -> str:
   """Applies ``arg`` as the dataset name; ``digits`` also shrinks the run to seconds."""
   name = arg or config.data.name

@@ -40,3 +40,15 @@ def test_vae_digits_end_to_end_with_overrides(data_dir, tmp_path):
                     "samples_00000015.png", "samples_00000030.png"]
   assert json.load(open(os.path.join(workdir, "results.json")))["test/neg_elbo"] == pytest.approx(
       test[0]["test/neg_elbo"])
+
+
+def test_classifier_writes_its_split_report(data_dir, tmp_path):
+  workdir = tmp_path / "run"
+  proc = run_launcher("--config=mlp:digits", f"--workdir={workdir}",
+                      f"--config.data.data_dir={data_dir}", "--config.total_steps=20")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  results = json.load(open(workdir / "results.json"))
+  for key in ["test/accuracy", "test/ece", "test/precision_macro", "test/recall_macro"]:
+    assert 0 <= results[key] <= 1, key
+  assert sorted(os.listdir(workdir / "reports")) == [
+      "test_confusion.png", "test_per_class.csv", "test_reliability.png"]

@@ -17,6 +17,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 from clu import periodic_actions
+from jax.experimental import multihost_utils
 
 from research.core import (checkpoint, errors, gate, optim, preemption, sharding,
                            state as state_lib, step as step_lib, validation, writers)
@@ -121,9 +122,33 @@ class Evaluator:
       return task.images(params, model_state, preprocess_fn(batch, rng), rng)
 
     self.images = jax.jit(images)
+    self.task = task
+    if task.predict is not None:
+      def predict(params, model_state, batch, rng):
+        batch = dict(batch)
+        mask = batch.pop("mask")
+        preprocess_rng, predict_rng = jax.random.split(rng)
+        outputs = task.predict(params, model_state, preprocess_fn(batch, preprocess_rng), predict_rng)
+        return {**outputs, "mask": mask}
+
+      self.predict = jax.jit(predict)
 
   def metrics(self, state, split: str) -> dict[str, float]:
     return prefixed(split, evaluate(self.eval_step, state, getattr(self.data, split), self.rng))
+
+  def report(self, state, split: str) -> dict[str, float]:
+    """The task's split-level evaluation (e.g. confusion matrix, calibration); process 0
+    writes its files to ``workdir/reports``. Empty for tasks without one."""
+    if self.task.predict is None:
+      return {}
+    outputs = [multihost_utils.process_allgather(
+        self.predict(state.params, state.model_state, batch, jax.random.fold_in(self.rng, i)),
+        tiled=True) for i, batch in enumerate(getattr(self.data, split))]
+    outputs = {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
+    keep = outputs.pop("mask") > 0
+    predictions = {k: v[keep] for k, v in outputs.items()}
+    directory = os.path.join(self.workdir, "reports") if jax.process_index() == 0 else None
+    return prefixed(split, self.task.report(predictions, directory, split))
 
   def __call__(self, state, step: int) -> dict[str, float]:
     metrics = self.metrics(state, "val")
@@ -271,6 +296,7 @@ def final_results(exp: Experiment, state, val_metrics: dict | None) -> dict[str,
   step = int(state.step)
   results = dict(val_metrics or exp.evaluator(state, step))
   test_metrics = exp.evaluator.metrics(state, "test")
+  test_metrics.update(exp.evaluator.report(state, "test"))
   exp.writer.write_scalars(step, test_metrics)
   results.update(test_metrics)
   passed = gate.check(exp.config.gate, results)

@@ -6,7 +6,10 @@ A task module defines ``Task(config)`` with
   - ``loss_fn(params, model_state, batch, rng, train)``
       -> ``(loss, (outputs, new_model_state))``;
   - ``images(params, model_state, batch, rng)``: dict of image batches in [0, 1]
-    to write at each evaluation (empty when the task has none).
+    to write at each evaluation (empty when the task has none);
+  - optionally ``predict(params, model_state, batch, rng)``: per-example arrays that
+    the final evaluation gathers over a whole split and hands to
+    ``report(predictions, directory, prefix) -> scalars`` (e.g. a confusion matrix).
 """
 import flax.linen as nn
 import jax
@@ -53,3 +56,5 @@ class BaseTask:
 
   def images(self, params, model_state, batch, rng) -> dict:
     return {}
+
+  predict = None  # a task with split-level evaluation defines predict and report

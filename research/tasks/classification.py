@@ -1,9 +1,46 @@
-"""Classification with softmax cross-entropy: p(y|x) from a model's logits."""
+"""Classification: p(y|x) from a model's logits, with a choice of loss and an L2 penalty.
+
+Losses (``config.task.loss``):
+  softmax        multinomial cross-entropy (logistic regression, neural classifiers)
+  squared_hinge  one-vs-rest squared hinge, sum_k max(0, 1 - y_k f_k(x))^2 with
+                 y_k = +-1: the loss of scikit-learn's LinearSVC
+  hinge          Crammer-Singer multiclass hinge, max(0, 1 + max_{k != y} f_k - f_y)
+``config.task.l2`` adds 0.5 * l2 * ||W||^2 over the weight matrices (not biases).
+"""
+import jax
 import jax.numpy as jnp
 import optax
 from clu import metrics
 
+from research.core import errors
+from research.evaluation import classification as classification_eval
 from research.tasks import base
+
+
+def squared_hinge_ovr(logits, labels):
+  signs = 2.0 * jax.nn.one_hot(labels, logits.shape[-1]) - 1.0
+  return jnp.sum(jnp.square(jax.nn.relu(1.0 - signs * logits)), axis=-1)
+
+
+def crammer_singer_hinge(logits, labels):
+  one_hot = jax.nn.one_hot(labels, logits.shape[-1])
+  true_score = jnp.sum(logits * one_hot, axis=-1)
+  best_other = jnp.max(jnp.where(one_hot > 0, -jnp.inf, logits), axis=-1)
+  return jax.nn.relu(1.0 + best_other - true_score)
+
+
+LOSSES = {
+    "softmax": optax.softmax_cross_entropy_with_integer_labels,
+    "squared_hinge": squared_hinge_ovr,
+    "hinge": crammer_singer_hinge,
+}
+
+
+def l2_penalty(params) -> jax.Array:
+  """0.5 * the sum of squares of every ``kernel`` (weight matrix) in ``params``."""
+  kernels = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(params)
+             if getattr(path[-1], "key", None) == "kernel"]
+  return 0.5 * sum(jnp.sum(jnp.square(k)) for k in kernels)
 
 
 class Task(base.BaseTask):
@@ -12,9 +49,27 @@ class Task(base.BaseTask):
       "accuracy": metrics.Average.from_output("accuracy"),
   }
 
+  def __init__(self, config):
+    super().__init__(config)
+    if config.task.loss not in LOSSES:
+      raise errors.ConfigError(f"task.loss={config.task.loss!r} is not allowed; it must be "
+                               f"one of {tuple(LOSSES)}")
+    self.loss = LOSSES[config.task.loss]
+
+  def logits(self, params, model_state, batch, rng, train):
+    return base.apply_model(self.model, params, model_state, batch["image"], rng=rng, train=train)
+
   def loss_fn(self, params, model_state, batch, rng, train):
-    logits, model_state = base.apply_model(
-        self.model, params, model_state, batch["image"], rng=rng, train=train)
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
+    logits, model_state = self.logits(params, model_state, batch, rng, train)
+    loss = self.loss(logits, batch["label"])
     accuracy = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
-    return loss.mean(), ({"loss": loss, "accuracy": accuracy}, model_state)
+    objective = loss.mean() + self.config.task.l2 * l2_penalty(params)
+    return objective, ({"loss": loss, "accuracy": accuracy}, model_state)
+
+  def predict(self, params, model_state, batch, rng):
+    """Class probabilities (softmax of the scores, also for hinge losses) and labels."""
+    logits, _ = self.logits(params, model_state, batch, rng, False)
+    return {"probs": jax.nn.softmax(logits), "label": batch["label"]}
+
+  def report(self, predictions, directory, prefix):
+    return classification_eval.report(predictions["probs"], predictions["label"], directory, prefix)

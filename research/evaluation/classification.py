@@ -1,0 +1,79 @@
+"""Evaluation of a classifier's predictions over a whole split: per-class precision and
+recall, the confusion matrix, and calibration (expected calibration error and a
+reliability diagram)."""
+import os
+
+import matplotlib
+import numpy as np
+from sklearn import metrics as sk_metrics
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
+
+
+def calibration_bins(probs: np.ndarray, labels: np.ndarray, num_bins: int = 15):
+  """Per confidence bin (equal width on [0, 1]): count, mean confidence, accuracy."""
+  confidence, correct = probs.max(-1), (probs.argmax(-1) == labels).astype(np.float64)
+  index = np.minimum((confidence * num_bins).astype(int), num_bins - 1)
+  count = np.bincount(index, minlength=num_bins)
+  safe = np.maximum(count, 1)
+  mean_confidence = np.bincount(index, confidence, num_bins) / safe
+  accuracy = np.bincount(index, correct, num_bins) / safe
+  return count, mean_confidence, accuracy
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, num_bins: int = 15) -> float:
+  """sum_b n_b / N * |accuracy_b - confidence_b| over equal-width confidence bins."""
+  count, confidence, accuracy = calibration_bins(probs, labels, num_bins)
+  return float(np.sum(count / count.sum() * np.abs(accuracy - confidence)))
+
+
+def plot_reliability(probs, labels, path: str, num_bins: int = 15) -> None:
+  count, confidence, accuracy = calibration_bins(probs, labels, num_bins)
+  edges = np.linspace(0, 1, num_bins + 1)
+  fig, ax = plt.subplots(figsize=(4, 4))
+  ax.bar(edges[:-1], np.where(count > 0, accuracy, 0), width=1 / num_bins, align="edge",
+         edgecolor="black", label="accuracy")
+  ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+  ax.set(xlabel="confidence", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
+         title=f"ECE {expected_calibration_error(probs, labels, num_bins):.4f}")
+  ax.legend(loc="upper left")
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
+
+
+def plot_confusion(labels, predictions, num_classes: int, path: str) -> None:
+  matrix = sk_metrics.confusion_matrix(labels, predictions, labels=np.arange(num_classes))
+  size = max(4, num_classes * 0.4)
+  fig, ax = plt.subplots(figsize=(size, size))
+  sk_metrics.ConfusionMatrixDisplay(matrix).plot(ax=ax, colorbar=False,
+                                                 include_values=num_classes <= 20)
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
+
+
+def report(probs: np.ndarray, labels: np.ndarray, directory: str | None, prefix: str) -> dict:
+  """Scalars over the split; unless ``directory`` is None, also writes there
+  ``<prefix>_confusion.png``, ``<prefix>_reliability.png`` and per-class precision
+  and recall in ``<prefix>_per_class.csv``."""
+  num_classes = probs.shape[-1]
+  predictions = probs.argmax(-1)
+  precision, recall, f1, support = sk_metrics.precision_recall_fscore_support(
+      labels, predictions, labels=np.arange(num_classes), zero_division=0)
+  if directory is not None:
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, f"{prefix}_per_class.csv"), "w") as f:
+      f.write("class,precision,recall,f1,support\n")
+      for c in range(num_classes):
+        f.write(f"{c},{precision[c]:.6f},{recall[c]:.6f},{f1[c]:.6f},{support[c]}\n")
+    plot_confusion(labels, predictions, num_classes,
+                   os.path.join(directory, f"{prefix}_confusion.png"))
+    plot_reliability(probs, labels, os.path.join(directory, f"{prefix}_reliability.png"))
+  return {
+      "ece": expected_calibration_error(probs, labels),
+      "precision_macro": float(precision.mean()),
+      "recall_macro": float(recall.mean()),
+      "f1_macro": float(f1.mean()),
+  }

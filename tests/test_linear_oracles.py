@@ -1,0 +1,69 @@
+"""The linear models against scikit-learn on the same data and L2 strength: full-batch
+L-BFGS on the task's own objective must reach the same classifier."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.svm import LinearSVC
+
+from research.core import loop, optim
+from research.data import pipeline, preprocess
+from research.tasks import base as tasks_base
+from tests.conftest import load_config
+
+C = 1.0  # scikit-learn's inverse regularization strength
+
+
+def digits_arrays(config):
+  scale = preprocess.parse(config.data.preprocess)
+  def load(split):
+    arrays = pipeline.load_split(config.data, split)
+    images = np.asarray(scale(arrays, jax.random.PRNGKey(0))["image"])
+    return images, arrays["label"]
+  return load("train"), load("test")
+
+
+def fit_full_batch(config, images, labels, iterations=300):
+  """Minimises the task's objective (mean loss + 0.5 * l2 * ||W||^2) with L-BFGS."""
+  task = tasks_base.make_task(config)
+  batch = {"image": jnp.asarray(images), "label": jnp.asarray(labels)}
+  params = loop.init_state(task, optim.make_optimizer(config.optimizer, 1),
+                           lambda b, rng: b, batch, seed=0).params
+  objective = lambda p: task.loss_fn(p, {}, batch, jax.random.PRNGKey(0), False)[0]
+  solver = optax.lbfgs()
+  value_and_grad = optax.value_and_grad_from_state(objective)
+
+  @jax.jit
+  def step(params, state):
+    value, grad = value_and_grad(params, state=state)
+    updates, state = solver.update(grad, state, params, value=value, grad=grad, value_fn=objective)
+    return optax.apply_updates(params, updates), state
+
+  state = solver.init(params)
+  for _ in range(iterations):
+    params, state = step(params, state)
+  grad_norm = optax.global_norm(jax.grad(objective)(params))
+  return task, params, float(grad_norm)
+
+
+@pytest.mark.parametrize("name, oracle", [
+    ("logreg", LogisticRegression(C=C, max_iter=10_000, tol=1e-8)),
+    ("svm", LinearSVC(C=C, loss="squared_hinge", max_iter=100_000, tol=1e-8)),
+])
+def test_matches_scikit_learn(name, oracle, data_dir):
+  config = load_config(name, data_dir=data_dir)
+  (train_x, train_y), (test_x, test_y) = digits_arrays(config)
+  flat = lambda x: x.reshape(len(x), -1)
+  config.task.l2 = 1.0 / (C * len(train_x))  # sklearn: C * sum(loss) + 0.5 * ||W||^2
+  task, params, grad_norm = fit_full_batch(config, train_x, train_y)
+  assert grad_norm < 1e-3  # converged
+
+  logits, _ = task.logits(params, {}, {"image": jnp.asarray(test_x)}, jax.random.PRNGKey(0), False)
+  ours = np.asarray(jnp.argmax(logits, -1))
+  theirs = oracle.fit(flat(train_x), train_y).predict(flat(test_x))
+  ours_accuracy, their_accuracy = np.mean(ours == test_y), np.mean(theirs == test_y)
+  assert abs(ours_accuracy - their_accuracy) <= 0.01, (ours_accuracy, their_accuracy)
+  assert np.mean(ours == theirs) >= 0.97
+  assert ours_accuracy > 0.9
