@@ -48,12 +48,12 @@ def fit_full_batch(config, images, labels, iterations=300):
   return task, params, float(grad_norm)
 
 
-@pytest.mark.parametrize("name, oracle", [
-    ("logreg", LogisticRegression(C=C, max_iter=10_000, tol=1e-8)),
-    ("svm", LinearSVC(C=C, loss="squared_hinge", max_iter=100_000, tol=1e-8)),
+@pytest.mark.parametrize("name, loss, oracle", [
+    ("logreg", "softmax", LogisticRegression(C=C, max_iter=10_000, tol=1e-8)),
+    ("svm", "squared_hinge", LinearSVC(C=C, loss="squared_hinge", max_iter=100_000, tol=1e-8)),
 ])
-def test_matches_scikit_learn(name, oracle, data_dir):
-  config = load_config(name, data_dir=data_dir)
+def test_matches_scikit_learn(name, loss, oracle, data_dir):
+  config = load_config(name, data_dir=data_dir, **{"task.loss": loss})
   (train_x, train_y), (test_x, test_y) = digits_arrays(config)
   flat = lambda x: x.reshape(len(x), -1)
   config.task.l2 = 1.0 / (C * len(train_x))  # sklearn: C * sum(loss) + 0.5 * ||W||^2
