@@ -31,7 +31,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.val_split = "train[90%:]"  # carved from train: test is touched only at the end
   config.data.test_split = "test"
   config.data.features = ("image", "label")
-  config.data.preprocess = "scale(0, 1)"
+  config.data.preprocess = "scale(0, 1)"  # every split, inside the jitted step
+  config.data.augment = ""  # training only, after preprocess, e.g. "random_shift(2)"
 
   config.model = ml_collections.ConfigDict()
   config.task = ml_collections.ConfigDict()

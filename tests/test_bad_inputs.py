@@ -44,6 +44,8 @@ CASES = {
     "gate on an unknown metric": (["--config.gate=test/accuracy>=0.9"],
                                   ["gate='test/accuracy>=0.9'", "neg_elbo"]),
     "malformed gate": (["--config.gate=accuracy>0.9"], ["gate must look like"]),
+    "unknown rnn cell": (["--config=rnn:digits", "--config.model.cell=rnnn"],
+                         ["model.cell='rnnn' is not allowed", "'lstm', 'gru'"]),
     "unknown activation": (["--config.model.activation=relux"], ["unknown activation 'relux'"]),
     "image shape unlike the data": (["--config.model.image_shape=(28, 28, 1)"],
                                     ["model.image_shape=(28, 28, 1)", "(8, 8, 1)"]),

@@ -26,6 +26,19 @@ def test_scale_and_binarize():
   np.testing.assert_array_equal(a, chain({"image": grey}, jax.random.PRNGKey(0))["image"])
 
 
+def test_random_shift_translates_each_image():
+  images = np.zeros((64, 6, 6, 1), np.float32)
+  images[:, 2:4, 2:4] = 1.0  # a 2x2 square in the middle
+  shift = preprocess.parse("random_shift(2)")
+  shifted = np.asarray(shift({"image": images}, jax.random.PRNGKey(0))["image"])
+  assert shifted.shape == images.shape
+  assert np.all(shifted.sum(axis=(1, 2, 3)) == 4)  # moved by at most 2: the square stays whole
+  positions = {tuple(np.argwhere(s[..., 0])[0]) for s in shifted}
+  assert len(positions) > 5 and all(0 <= r <= 4 and 0 <= c <= 4 for r, c in positions)
+  np.testing.assert_array_equal(
+      preprocess.parse("random_shift(0)")({"image": images}, jax.random.PRNGKey(0))["image"], images)
+
+
 def test_preprocess_spec_errors():
   with pytest.raises(errors.ConfigError, match="unknown preprocessing op 'scael'.*known: binarize"):
     preprocess.parse("scael(0, 1)")

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from research.models import cnn, vae
+from research.models import cnn, mlp, linear, rnn, vae
 
 
 def count_params(variables) -> int:
@@ -36,3 +36,21 @@ def test_vae_encode_decode_shapes():
   assert model.apply(variables, x).shape == (4, 28, 28, 1)
   # The yardstick VAE: 784-500-(2x20) and 20-500-784.
   assert count_params(variables) == 815_824
+
+
+@pytest.mark.parametrize("model", [
+    linear.Model(num_classes=7), mlp.Model(num_classes=7, hidden=(16, 8)),
+    rnn.Model(num_classes=7, cell="lstm", hidden=16), rnn.Model(num_classes=7, cell="gru", hidden=16),
+    rnn.Model(num_classes=7, hidden=16, num_layers=2), cnn.Model(num_classes=7, batch_norm=True)])
+def test_classifier_logits_shape(model):
+  x = jnp.zeros((5, 8, 8, 1))
+  variables = model.init(jax.random.PRNGKey(0), x)
+  assert model.apply(variables, x).shape == (5, 7)
+
+
+def test_rnn_reads_rows_in_order():
+  """The RNN is order-sensitive: reversing the rows changes its output."""
+  model = rnn.Model(num_classes=3, hidden=8)
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 6, 5, 1))
+  variables = model.init(jax.random.PRNGKey(1), x)
+  assert not np.allclose(model.apply(variables, x), model.apply(variables, x[:, ::-1]))

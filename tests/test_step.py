@@ -28,7 +28,7 @@ def run_steps(train_step, state, batch, num_steps):
   return state, history
 
 
-@pytest.mark.parametrize("name", ["cnn", "vae", "mlp", "logreg", "svm"])
+@pytest.mark.parametrize("name", ["cnn", "cnn_strong", "vae", "mlp", "logreg", "svm", "rnn"])
 def test_gradients_reach_every_parameter(name, data_dir):
   config = load_config(name, data_dir=data_dir)
   task, _, state, batch = build(config, 32, 10)
@@ -41,7 +41,7 @@ def test_gradients_reach_every_parameter(name, data_dir):
 
 
 @pytest.mark.parametrize("name, final_loss", [
-    ("cnn", 0.02), ("mlp", 0.02), ("logreg", 0.1), ("svm", 0.1)])
+    ("cnn", 0.02), ("mlp", 0.02), ("logreg", 0.1), ("svm", 0.1), ("rnn", 0.05)])
 def test_classifier_overfits_one_batch(name, final_loss, data_dir):
   config = load_config(name, data_dir=data_dir, **{"optimizer.schedule": "constant",
                                                    "optimizer.learning_rate": 1e-2})
@@ -63,3 +63,18 @@ def test_vae_loss_falls_on_one_batch(data_dir):
   for h in history:
     assert h["kl"] >= 0
     np.testing.assert_allclose(h["neg_elbo"], h["recon_nll"] + h["kl"], rtol=1e-5)
+
+
+def test_batch_norm_statistics_are_model_state(data_dir):
+  config = load_config("cnn_strong", data_dir=data_dir)
+  task, train_step, state, batch = build(config, 32, 10)
+  assert set(state.model_state) == {"batch_stats"}
+  before = jax.tree.map(np.asarray, state.model_state)
+  new_state, _ = train_step(state, batch)
+  changed = jax.tree.map(lambda a, b: not np.allclose(a, b), before, new_state.model_state)
+  assert all(jax.tree.leaves(changed))  # every running mean and variance moved
+  # Evaluation reads the running statistics and leaves them as they are.
+  processed = preprocess.parse(config.data.preprocess)(batch, jax.random.PRNGKey(0))
+  _, (_, eval_state) = task.loss_fn(new_state.params, new_state.model_state, processed,
+                                    jax.random.PRNGKey(0), False)
+  jax.tree.map(np.testing.assert_array_equal, eval_state, new_state.model_state)

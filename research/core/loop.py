@@ -235,8 +235,11 @@ def build(config: ml_collections.ConfigDict, workdir: str, training: bool = True
     logging.info("Resumed from the checkpoint at step %d.", int(state.step))
 
   guards = ("params",) if config.optimizer.skip_nonfinite else ("loss", "grad_norm")
+  # Augmentation ops follow the preprocessing ops in one chain, in training only.
+  train_preprocess_fn = preprocess.parse(
+      "|".join(filter(None, [config.data.preprocess, config.data.augment])))
   train_step, eval_step = step_lib.jit_steps(
-      step_lib.make_train_step(task, optimizer, preprocess_fn, guards),
+      step_lib.make_train_step(task, optimizer, train_preprocess_fn, guards),
       step_lib.make_eval_step(task, preprocess_fn), replicated, batch_sharding)
   writer = writers.create_writer(workdir)
   evaluator = Evaluator(task, preprocess_fn, eval_step, data, writer, workdir,

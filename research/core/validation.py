@@ -48,10 +48,11 @@ def validate_names(config: ml_collections.ConfigDict) -> None:
     split, _, metric = gate.parse(config.gate)[0].partition("/")
     _require(split in ("val", "test") and metric in task_cls.metrics, "gate", config.gate,
              f"a condition on val/ or test/ of {sorted(task_cls.metrics)}")
-  try:
-    preprocess.parse(config.data.preprocess)
-  except errors.ConfigError as e:
-    raise errors.ConfigError(f"data.preprocess={config.data.preprocess!r}: {e}") from None
+  for field in ("preprocess", "augment"):
+    try:
+      preprocess.parse(config.data[field])
+    except errors.ConfigError as e:
+      raise errors.ConfigError(f"data.{field}={config.data[field]!r}: {e}") from None
 
 
 def validate_workdir(workdir: str) -> None:

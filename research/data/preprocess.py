@@ -48,6 +48,21 @@ def binarize(key: str = "image") -> Op:
       batch, key, lambda x: (jax.random.uniform(rng, x.shape) < x).astype(jnp.float32))
 
 
+@register("random_shift")
+def random_shift(max_pixels: int, key: str = "image") -> Op:
+  """Translates each image by up to ``max_pixels`` in each direction, filling with zeros
+  (a random crop of the zero-padded image): augmentation for training."""
+  def shift(images, rng):
+    n, h, w = images.shape[:3]
+    pad = [(0, 0), (max_pixels, max_pixels), (max_pixels, max_pixels)] + [(0, 0)] * (images.ndim - 3)
+    padded = jnp.pad(images, pad)
+    offsets = jax.random.randint(rng, (n, 2), 0, 2 * max_pixels + 1)
+    crop = lambda image, offset: jax.lax.dynamic_slice(
+        image, (offset[0], offset[1]) + (0,) * (image.ndim - 2), (h, w) + image.shape[2:])
+    return jax.vmap(crop)(padded, offsets)
+  return lambda batch, rng: {**batch, key: shift(batch[key], rng)}
+
+
 def _parse_op(text: str) -> tuple[str, tuple, dict]:
   call = ast.parse(text.strip(), mode="eval").body
   if isinstance(call, ast.Name):
@@ -59,6 +74,15 @@ def _parse_op(text: str) -> tuple[str, tuple, dict]:
   raise errors.ConfigError(f"cannot parse preprocessing op {text!r}")
 
 
+def compose(*ops: Op) -> Op:
+  """One op applying ``ops`` in turn, each with its own key."""
+  def apply(batch: dict, rng: jax.Array) -> dict:
+    for i, op in enumerate(ops):
+      batch = op(batch, jax.random.fold_in(rng, i))
+    return batch
+  return apply
+
+
 def parse(spec: str) -> Op:
   """Builds one op from a ``|``-separated spec; the empty spec is the identity."""
   ops = []
@@ -67,10 +91,4 @@ def parse(spec: str) -> Op:
     if name not in _OPS:
       raise errors.ConfigError(f"unknown preprocessing op {name!r}; known: {', '.join(sorted(_OPS))}")
     ops.append(_OPS[name](*args, **kwargs))
-
-  def apply(batch: dict, rng: jax.Array) -> dict:
-    for i, op in enumerate(ops):
-      batch = op(batch, jax.random.fold_in(rng, i))
-    return batch
-
-  return apply
+  return compose(*ops)

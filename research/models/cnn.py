@@ -1,7 +1,9 @@
-"""A small convolutional classifier: conv blocks with pooling, then an MLP head.
+"""A small convolutional classifier: conv blocks with pooling, then a dense head.
 
 The defaults are the yardstick CNN (824,458 parameters on 28x28x1, 10 classes):
 conv3x3(32)-relu-avgpool2-conv3x3(64)-relu-avgpool2-dense(256)-relu-dense(10).
+``batch_norm`` adds batch normalization after every conv and hidden dense layer;
+its running statistics are model state (``batch_stats``) carried in the TrainState.
 """
 from typing import Sequence
 
@@ -16,13 +18,23 @@ class Model(nn.Module):
   dense_features: Sequence[int] = (256,)
   pool: str = "avg"  # avg or max
   dropout: float = 0.0
+  batch_norm: bool = False
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     pool = {"avg": nn.avg_pool, "max": nn.max_pool}[self.pool]
+
+    def normalize(y):
+      if not self.batch_norm:
+        return y
+      return nn.BatchNorm(use_running_average=not train, momentum=0.9)(y)
+
     for features in self.conv_features:
-      x = nn.relu(nn.Conv(features, (3, 3), padding="SAME")(x))
+      x = nn.relu(normalize(nn.Conv(features, (3, 3), padding="SAME",
+                                    use_bias=not self.batch_norm)(x)))
       x = pool(x, (2, 2), strides=(2, 2))
-    x = layers.MLP(self.dense_features)(layers.flatten(x))
+    x = layers.flatten(x)
+    for features in self.dense_features:
+      x = nn.relu(normalize(nn.Dense(features, use_bias=not self.batch_norm)(x)))
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
     return nn.Dense(self.num_classes)(x)
