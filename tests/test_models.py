@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from research.models import cnn, mlp, linear, rnn, vae
+from research.models import cnn, linear, mlp, rnn, vae, vit
 
 
 def count_params(variables) -> int:
@@ -41,7 +41,8 @@ def test_vae_encode_decode_shapes():
 @pytest.mark.parametrize("model", [
     linear.Model(num_classes=7), mlp.Model(num_classes=7, hidden=(16, 8)),
     rnn.Model(num_classes=7, cell="lstm", hidden=16), rnn.Model(num_classes=7, cell="gru", hidden=16),
-    rnn.Model(num_classes=7, hidden=16, num_layers=2), cnn.Model(num_classes=7, batch_norm=True)])
+    rnn.Model(num_classes=7, hidden=16, num_layers=2), cnn.Model(num_classes=7, batch_norm=True),
+    vit.Model(num_classes=7, patch_size=2, hidden=16, depth=2, num_heads=2, mlp_dim=32)])
 def test_classifier_logits_shape(model):
   x = jnp.zeros((5, 8, 8, 1))
   variables = model.init(jax.random.PRNGKey(0), x)
