@@ -22,7 +22,7 @@ RESULTS = os.path.join(ROOT, "benchmarks", "RESULTS.md")
 
 
 def machine() -> str:
-  return f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
+  return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def main(argv: list[str]) -> int:
