@@ -13,7 +13,6 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
-import jax  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
@@ -53,5 +52,7 @@ def run_launcher(*args: str, env: dict | None = None, timeout: int = 300):
                         cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
-def param_leaves(params):
-  return [jax.device_get(x) for x in jax.tree.leaves(params)]
+def error_lines(proc) -> list[str]:
+  """The ``error: ...`` lines a launcher run printed on stderr."""
+  return [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from research.core import errors, loop
-from tests.conftest import load_config, run_launcher
+from tests.conftest import error_lines, load_config, run_launcher
 
 def saved_checkpoints(workdir) -> list[str]:
   directory = workdir / "checkpoints"
@@ -66,7 +66,7 @@ def test_bad_input_is_one_line(case, data_dir, tmp_path):
   proc = run_launcher(*args, f"--config.data.data_dir={data_dir}", env=env[0] if env else None)
   assert proc.returncode == 2, proc.stderr[-3000:]
   assert "Traceback" not in proc.stderr + proc.stdout
-  lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+  lines = error_lines(proc)
   assert len(lines) == 1, proc.stderr[-3000:]
   for fragment in fragments:
     assert fragment in lines[0], lines[0]
@@ -77,7 +77,7 @@ def test_missing_dataset_stops_before_training(tmp_path):
   proc = run_launcher("--config=cnn", f"--config.data.data_dir={tmp_path}",
                       f"--workdir={tmp_path / 'run'}")
   assert proc.returncode == 2 and "Traceback" not in proc.stderr
-  lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+  lines = error_lines(proc)
   assert len(lines) == 1
   for fragment in ["dataset 'mnist' is not prepared", str(tmp_path), "TFDS_DATA_DIR", "digits"]:
     assert fragment in lines[0]

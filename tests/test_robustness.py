@@ -12,7 +12,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from research.core import writers
-from tests.conftest import ROOT, run_launcher
+from tests.conftest import ROOT, error_lines, run_launcher
 
 EXIT_DIVERGED, EXIT_PREEMPTED = 3, 75
 # Warm up from 0 to an absurd learning rate: the first steps are fine, then it diverges.
@@ -139,7 +139,7 @@ def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(data_
                                      "--config.checkpoint_every_steps=2",
                                      "--config.log_every_steps=2"))
   assert proc.returncode == EXIT_DIVERGED, proc.stderr[-3000:]
-  errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+  errors = error_lines(proc)
   assert len(errors) == 1 and "training diverged:" in errors[0] and "is not finite at step" in errors[0]
   assert "Traceback" not in proc.stderr
   bad_step = int(errors[0].split("at step ")[1].split(";")[0])
@@ -181,6 +181,6 @@ def test_checkpoint_of_another_model_is_a_clear_error(straight, data_dir, tmp_pa
   proc = run_launcher(*launcher_args(copy_of(straight, tmp_path), data_dir,
                                      "--config.model.latent_dim=3"))
   assert proc.returncode == 2 and "Traceback" not in proc.stderr
-  errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+  errors = error_lines(proc)
   assert len(errors) == 1 and "does not fit this config" in errors[0]
   assert "params/posterior/kernel" in errors[0]

@@ -117,16 +117,14 @@ class Evaluator:
         eval_step, data, writer, workdir, rng)
 
     def images(params, model_state, batch):
-      batch = dict(batch)
-      batch.pop("mask")
+      batch, _ = step_lib.split_mask(batch)
       return task.images(params, model_state, preprocess_fn(batch, rng), rng)
 
     self.images = jax.jit(images)
     self.task = task
     if task.predict is not None:
       def predict(params, model_state, batch, rng):
-        batch = dict(batch)
-        mask = batch.pop("mask")
+        batch, mask = step_lib.split_mask(batch)
         preprocess_rng, predict_rng = jax.random.split(rng)
         outputs = task.predict(params, model_state, preprocess_fn(batch, preprocess_rng), predict_rng)
         return {**outputs, "mask": mask}

@@ -93,6 +93,12 @@ def make_train_step(task, optimizer: optax.GradientTransformation, preprocess: P
   return train_step
 
 
+def split_mask(batch: dict) -> tuple[dict, jax.Array]:
+  """An eval batch without its ``mask`` (1 for real examples, 0 for padding), and the mask."""
+  batch = dict(batch)
+  return batch, batch.pop("mask")
+
+
 def make_eval_step(task, preprocess: Preprocess):
   """Returns ``eval_step(state, batch, rng) -> metrics`` over a masked batch.
 
@@ -103,8 +109,7 @@ def make_eval_step(task, preprocess: Preprocess):
 
   def eval_step(state: TrainState, batch: dict, rng: jax.Array):
     preprocess_rng, loss_rng = jax.random.split(rng)
-    batch = dict(batch)
-    mask = batch.pop("mask")
+    batch, mask = split_mask(batch)
     batch = preprocess(batch, preprocess_rng)
     _, (outputs, _) = task.loss_fn(state.params, state.model_state, batch, loss_rng, False)
     return collection.single_from_model_output(mask=mask, **outputs)
