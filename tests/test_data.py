@@ -1,4 +1,5 @@
 """The input pipeline: preprocessing ops, deterministic batches, splits, clear data errors."""
+import json
 import jax
 import numpy as np
 import pytest
@@ -92,6 +93,18 @@ def test_mock_mnist_trains_end_to_end(mock_tfds, tmp_path):
   results = loop.train_and_evaluate(config, str(tmp_path))
   assert 0.0 <= results["test/accuracy"] <= 1.0 and np.isfinite(results["val/loss"])
   assert "gate_passed" in results  # the MNIST config gates on test accuracy
+
+
+def test_resnet_trains_on_cifar10_by_name(mock_tfds, tmp_path):
+  """CIFAR-10 (32x32x3) by its TFDS name, with random images of the real features."""
+  config = load_config("resnet", arg="cifar10", total_steps=2, log_every_steps=1, batch_size=8,
+                       eval_batch_size=32, eval_every_steps=2, checkpoint_every_steps=2,
+                       **{"model.stage_sizes": (1, 1, 1), "model.width": 4})
+  assert config.data.name == "cifar10"
+  results = loop.train_and_evaluate(config, str(tmp_path))
+  assert 0.0 <= results["test/accuracy"] <= 1.0 and np.isfinite(results["val/loss"])
+  spec = json.load(open(tmp_path / "input_spec.json"))
+  assert spec["image"][0] == [32, 32, 3]
 
 
 def test_missing_dataset_is_a_clear_error(tmp_path):

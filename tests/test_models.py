@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from research.models import cnn, linear, mlp, rnn, vae, vit
+from research.models import cnn, linear, mlp, resnet, rnn, vae, vit
 
 
 def count_params(variables) -> int:
@@ -32,8 +32,9 @@ def test_vae_encode_decode_shapes():
   variables = model.init(jax.random.PRNGKey(0), x)
   mean, log_var = model.apply(variables, x, method="encode")
   assert mean.shape == log_var.shape == (4, 20)
-  assert model.apply(variables, mean, method="decode").shape == (4, 28, 28, 1)
-  assert model.apply(variables, x).shape == (4, 28, 28, 1)
+  # One likelihood parameter per pixel (outputs_per_pixel=1), on a trailing axis.
+  assert model.apply(variables, mean, method="decode").shape == (4, 28, 28, 1, 1)
+  assert model.apply(variables, x).shape == (4, 28, 28, 1, 1)
   # The yardstick VAE: 784-500-(2x20) and 20-500-784.
   assert count_params(variables) == 815_824
 
@@ -42,7 +43,8 @@ def test_vae_encode_decode_shapes():
     linear.Model(num_classes=7), mlp.Model(num_classes=7, hidden=(16, 8)),
     rnn.Model(num_classes=7, cell="lstm", hidden=16), rnn.Model(num_classes=7, cell="gru", hidden=16),
     rnn.Model(num_classes=7, hidden=16, num_layers=2), cnn.Model(num_classes=7, batch_norm=True),
-    vit.Model(num_classes=7, patch_size=2, hidden=16, depth=2, num_heads=2, mlp_dim=32)])
+    vit.Model(num_classes=7, patch_size=2, hidden=16, depth=2, num_heads=2, mlp_dim=32),
+    resnet.Model(num_classes=7, stage_sizes=(1, 1, 1), width=4)])
 def test_classifier_logits_shape(model):
   x = jnp.zeros((5, 8, 8, 1))
   variables = model.init(jax.random.PRNGKey(0), x)
@@ -55,3 +57,14 @@ def test_rnn_reads_rows_in_order():
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 6, 5, 1))
   variables = model.init(jax.random.PRNGKey(1), x)
   assert not np.allclose(model.apply(variables, x), model.apply(variables, x[:, ::-1]))
+
+
+def test_resnet20_size_and_batch_stats():
+  """ResNet-20 on CIFAR-10 inputs: 0.27M parameters; BN statistics are model state."""
+  model = resnet.Model(num_classes=10)
+  x = jnp.zeros((2, 32, 32, 3))
+  variables = model.init(jax.random.PRNGKey(0), x)
+  assert 270_000 < count_params(variables) < 280_000
+  assert "batch_stats" in variables
+  logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+  assert logits.shape == (2, 10) and "batch_stats" in updates

@@ -63,6 +63,15 @@ def random_shift(max_pixels: int, key: str = "image") -> Op:
   return lambda batch, rng: {**batch, key: shift(batch[key], rng)}
 
 
+@register("random_flip")
+def random_flip(key: str = "image") -> Op:
+  """Mirrors each image left-right with probability 1/2: augmentation for training."""
+  def flip(images, rng):
+    mirrored = jax.random.bernoulli(rng, 0.5, (images.shape[0],) + (1,) * (images.ndim - 1))
+    return jnp.where(mirrored, images[:, :, ::-1], images)
+  return lambda batch, rng: _map_key(batch, key, lambda x: flip(x, rng))
+
+
 def _parse_op(text: str) -> tuple[str, tuple, dict]:
   call = ast.parse(text.strip(), mode="eval").body
   if isinstance(call, ast.Name):
