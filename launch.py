@@ -5,6 +5,8 @@
     python launch.py --config=cnn --config.batch_size=256 --workdir=/tmp/cnn
     python launch.py --config=path/to/my_config.py
     python launch.py --config=cnn --workdir=/tmp/cnn --mode=eval   # test a checkpoint
+    python launch.py --config=vae --workdir=/tmp/vae --mode=sample --num_samples=64
+    python launch.py --config=cnn --coordinator_address=host0:1234 --num_processes=2 --process_id=0
 
 Exit status (each failure is one line on stderr):
   0   done, and the config's gate (if any) met
@@ -112,21 +114,33 @@ def main() -> None:
                                   lock_config=True)
   flags.DEFINE_string("workdir", os.path.join("workdirs", run_name),
                       "Where checkpoints, metrics and images go; rerunning resumes.")
-  flags.DEFINE_enum("mode", "train", ["train", "eval"],
-                    "train (resuming from the workdir's checkpoints), or eval: the newest "
-                    "checkpoint's validation and test metrics, without training.")
+  flags.DEFINE_enum("mode", "train", ["train", "eval", "sample"],
+                    "train (resuming from the workdir's checkpoints), eval: the newest "
+                    "checkpoint's validation and test metrics (for VAEs the test NLL), "
+                    "or sample: --num_samples images from the newest checkpoint "
+                    "(generative models), written to WORKDIR/samples; neither trains.")
+  flags.DEFINE_integer("num_samples", 64, "Images that --mode=sample draws.")
+  flags.DEFINE_bool("distributed", False,
+                    "Multi-process run: join the job through jax.distributed, detecting the "
+                    "cluster (Cloud TPU pod slice, SLURM, Open MPI) from the environment "
+                    "unless the three flags below are given.")
+  flags.DEFINE_string("coordinator_address", None,
+                      "host:port of process 0 in a multi-process run (implies --distributed; "
+                      "or set JAX_COORDINATOR_ADDRESS).")
+  flags.DEFINE_integer("num_processes", None, "Processes in a multi-process run.")
+  flags.DEFINE_integer("process_id", None, "This process's index in a multi-process run.")
 
   def run(_):
-    import jax
+    from research.core import distributed, errors, validation
 
-    from research.core import errors, validation
-
+    FLAGS = flags.FLAGS
+    distributed.initialize(distributed.Cluster(
+        FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id))
     logging.set_verbosity(logging.INFO)
     logging.get_absl_handler().addFilter(QuietLibraries())
-    config, workdir = flags.FLAGS.config, flags.FLAGS.workdir
+    config, workdir = FLAGS.config, FLAGS.workdir
     print(f"config {run_name}:\n{config}")
-    print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind} "
-          f"({jax.process_count()} process(es)): {jax.devices()}")
+    print(distributed.describe())
     print(f"workdir: {os.path.abspath(workdir)}")
     try:
       validation.validate(config, workdir)  # before the heavy imports: bad configs fail fast
@@ -137,6 +151,8 @@ def main() -> None:
       tf.config.set_visible_devices([], "GPU")  # tf.data only; JAX owns accelerators
       if flags.FLAGS.mode == "eval":
         results = loop.evaluate_checkpoint(config, workdir)
+      elif flags.FLAGS.mode == "sample":
+        results = loop.sample_checkpoint(config, workdir, flags.FLAGS.num_samples)
       else:
         results = loop.train_and_evaluate(config, workdir)
     except errors.UserError as e:
