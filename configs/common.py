@@ -174,3 +174,48 @@ def vae(config: ml_collections.ConfigDict, arg: str | None, model: str, likeliho
   if name == "digits":
     config.task.nll_samples = 200
   return config
+
+
+# Model presets a VAE config accepts as ARG (``--config=vae:iwae_arch``, or with a
+# dataset: ``--config=vae:iwae_arch,digits``).
+VAE_PRESETS = {
+    # Burda et al. (2016), one stochastic layer: 784-200-200-(2x50) and 50-200-200-784, tanh.
+    "iwae_arch": {"hidden": (200, 200), "latent_dim": 50, "activation": "tanh"},
+}
+
+
+def vae(config: ml_collections.ConfigDict, arg: str | None, model: str, likelihood: str,
+        objective: str = "elbo", num_samples: int = 1, beta: float = 1.0,
+        kl_warmup_steps: int = 0, nll_chunk: int = 50, num_classes: int = 0,
+        **model_fields) -> ml_collections.ConfigDict:
+  """Sets up the VAE task (research/tasks/vae.py) with ``research/models/<model>.py``.
+
+  ``arg`` is a comma-separated list of ``VAE_PRESETS`` names and at most one dataset.
+  Binarized images get a Bernoulli decoder; grey levels a discrete one (logistic or
+  categorical) on pixels scaled to [0, 1].
+  """
+  tokens = [t for t in (arg or "").split(",") if t]
+  presets = [t for t in tokens if t in VAE_PRESETS]
+  datasets = [t for t in tokens if t not in VAE_PRESETS]
+  if len(datasets) > 1:
+    raise ValueError(f"config argument {arg!r} names more than one dataset")
+  config.task.name = "vae"
+  config.task.likelihood = likelihood
+  config.task.objective = objective
+  config.task.num_samples = num_samples
+  config.task.beta = beta
+  config.task.kl_warmup_steps = kl_warmup_steps
+  config.task.nll_samples = 5000  # the final test NLL by importance sampling
+  config.task.nll_chunk = nll_chunk
+  config.task.sample_class = -1
+  config.data.preprocess = "scale(0, 1)|binarize" if likelihood == "bernoulli" else "scale(0, 1)"
+  config.model.name = model
+  config.model.num_classes = num_classes
+  config.model.update(model_fields)
+  for preset in presets:
+    config.model.update(VAE_PRESETS[preset])
+  name = select_dataset(config, datasets[0] if datasets else None)
+  config.model.image_shape = IMAGE_SHAPES[name]
+  if name == "digits":
+    config.task.nll_samples = 100  # seconds, for quick runs and tests
+  return config

@@ -98,7 +98,8 @@ def test_eval_mode_checks_the_checkpoint_and_its_inputs(data_dir, tmp_path):
 
 
 def test_images_unlike_the_trained_ones_are_refused(mock_tfds, tmp_path):
-  config = load_config("vae", arg=None, total_steps=2, batch_size=16, eval_batch_size=32)
+  config = load_config("vae", arg=None, total_steps=2, batch_size=16, eval_batch_size=32,
+                       **{"task.nll_samples": 100})
   loop.train_and_evaluate(config, str(tmp_path))  # MNIST-shaped mock images, 28x28x1 uint8
   config.data.name = "cifar10"  # 32x32x3
   with pytest.raises(errors.ConfigError, match=r"the data's image is \(32, 32, 3\) uint8, but the "

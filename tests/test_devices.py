@@ -18,7 +18,8 @@ def run(name, devices_env, data_dir, workdir):
 
 
 @pytest.mark.parametrize("name, metric", [
-    ("cnn", "loss"), ("vae", "neg_elbo"), ("cnn_strong", "loss")])  # cnn_strong: batch norm
+    ("cnn", "loss"), ("vae", "neg_elbo"), ("cnn_strong", "loss"),  # cnn_strong: batch norm
+    ("iwae", "neg_bound")])  # k samples per image, and the test NLL over sharded batches
 def test_one_and_eight_devices_agree(name, metric, data_dir, tmp_path):
   out1, one = run(name, {"XLA_FLAGS": ""}, data_dir, tmp_path / "one")
   out8, eight = run(name, EIGHT_DEVICES, data_dir, tmp_path / "eight")

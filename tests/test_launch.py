@@ -36,8 +36,8 @@ def test_vae_digits_end_to_end_with_overrides(data_dir, tmp_path):
   assert os.listdir(os.path.join(workdir, "checkpoints")) == ["30"]  # keep_checkpoints=1
   assert glob.glob(os.path.join(workdir, "events.out.tfevents.*"))
   images = sorted(os.listdir(os.path.join(workdir, "images")))
-  assert images == ["reconstructions_00000015.png", "reconstructions_00000030.png",
-                    "samples_00000015.png", "samples_00000030.png"]
+  assert images == [f"{name}_{step:08d}.png" for name in (
+      "interpolations", "reconstructions", "samples", "traversals") for step in (15, 30)]
   assert json.load(open(os.path.join(workdir, "results.json")))["test/neg_elbo"] == pytest.approx(
       test[0]["test/neg_elbo"])
 

@@ -324,6 +324,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     exp.close()
 
 
+def sample_checkpoint(config: ml_collections.ConfigDict, workdir: str,
+                      num_samples: int) -> dict[str, float]:
+  """Draws ``num_samples`` images from the newest checkpoint's generative model (the
+  task's ``sample``) without training; writes ``WORKDIR/samples/samples_STEP.{png,npy}``."""
+  exp = build(config, workdir, training=False)
+  try:
+    task, state = exp.evaluator.task, exp.state
+    if not hasattr(task, "sample"):
+      raise errors.ConfigError(f"task.name={config.task.name!r} cannot sample; --mode=sample "
+                               f"needs a generative task (vae)")
+    if num_samples < 1:
+      raise errors.ConfigError(f"--num_samples={num_samples} is not allowed; it must be positive")
+    sample = jax.jit(task.sample, static_argnums=3)
+    images = sample(state.params, state.model_state, jax.random.PRNGKey(config.seed), num_samples)
+    images = np.asarray(images.addressable_data(0))  # replicated: every process holds all
+    step = state_lib.step_of(state)
+    if jax.process_index() == 0:
+      path = os.path.join(workdir, "samples", f"samples_{step:08d}")
+      images_lib.save_png(path + ".png", images_lib.make_grid(images, columns=8))
+      np.save(path + ".npy", images)
+      logging.info("Wrote %d samples of the checkpoint at step %d to %s.{png,npy}",
+                   num_samples, step, path)
+    return {"samples": float(num_samples), "step": float(step)}
+  finally:
+    exp.close()
+
+
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Validation and test metrics of the newest checkpoint in ``workdir``; no training."""
   exp = build(config, workdir, training=False)

@@ -55,6 +55,38 @@ def validate_names(config: ml_collections.ConfigDict) -> None:
       raise errors.ConfigError(f"data.{field}={config.data[field]!r}: {e}") from None
 
 
+def validate_vae(config: ml_collections.ConfigDict) -> None:
+  """The VAE task's fields (research/tasks/vae.py): likelihood, objective, samples, beta."""
+  if config.task.name != "vae":
+    return
+  from research.tasks import likelihoods
+  task = config.task
+  _require(task.likelihood in likelihoods.NLL, "task.likelihood", task.likelihood,
+           f"one of {sorted(likelihoods.NLL)}")
+  binarized = "binarize" in config.data.preprocess
+  _require(binarized == (task.likelihood == "bernoulli"), "task.likelihood", task.likelihood,
+           "bernoulli for binarized images (data.preprocess with binarize), logistic or "
+           "categorical for grey levels")
+  _require(task.objective in ("elbo", "iwae"), "task.objective", task.objective, "elbo or iwae")
+  _require(task.num_samples >= 1, "task.num_samples", task.num_samples, "a positive integer")
+  _require(task.beta >= 0, "task.beta", task.beta, "zero or positive")
+  _require(task.kl_warmup_steps >= 0, "task.kl_warmup_steps", task.kl_warmup_steps,
+           "zero (no warm-up) or a positive number of steps")
+  _require(task.nll_chunk >= 1, "task.nll_chunk", task.nll_chunk, "a positive integer")
+  _require(task.nll_samples >= 0 and task.nll_samples % task.nll_chunk == 0, "task.nll_samples",
+           task.nll_samples, f"0 (skip the test NLL) or a multiple of task.nll_chunk={task.nll_chunk}")
+  num_classes = config.model.get("num_classes", 0)
+  _require(num_classes >= 0, "model.num_classes", num_classes, "0 (unconditional) or positive")
+  if num_classes:
+    _require(-1 <= task.sample_class < num_classes, "task.sample_class", task.sample_class,
+             f"-1 (one class per row) or a class below model.num_classes={num_classes}")
+    _require("label" in config.data.features, "data.features", tuple(config.data.features),
+             "a list with label for a conditional model (model.num_classes > 0)")
+  else:
+    _require(task.sample_class == -1, "task.sample_class", task.sample_class,
+             "-1 for an unconditional model (model.num_classes=0)")
+
+
 def validate_workdir(workdir: str) -> None:
   try:
     os.makedirs(workdir, exist_ok=True)
@@ -68,4 +100,5 @@ def validate_workdir(workdir: str) -> None:
 def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
   validate_numbers(config)
   validate_names(config)
+  validate_vae(config)
   validate_workdir(workdir)

@@ -32,3 +32,16 @@ def save_png(path: str, grid: np.ndarray) -> None:
     plt.imsave(path, grid[..., 0], cmap="gray", vmin=0.0, vmax=1.0)
   else:
     plt.imsave(path, grid)
+
+
+def save_scatter(path: str, points: np.ndarray, labels: np.ndarray | None = None) -> None:
+  """A scatter of 2-D points (e.g. posterior means), coloured by label when given."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  fig, ax = plt.subplots(figsize=(6, 6))
+  scatter = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=3)
+  if labels is not None:
+    fig.colorbar(scatter, ax=ax, label="label")
+  ax.set_xlabel("z[0]")
+  ax.set_ylabel("z[1]")
+  fig.savefig(path, dpi=100, bbox_inches="tight")
+  plt.close(fig)

@@ -1,32 +1,59 @@
-"""Variational autoencoder: maximise the ELBO of a Bernoulli decoder, Gaussian posterior
-and standard normal prior. All terms are in nats per image.
+"""Variational autoencoders: the ELBO (optionally beta-weighted, with a KL warm-up),
+the importance-weighted bound (IWAE), class-conditional models (CVAE), and the
+test log-likelihood by importance sampling. All terms are in nats per image.
 
-  -ELBO(x) = E_q[-log p(x|z)] + KL(q(z|x) || N(0, I))
+  -ELBO(x)   = E_q[-log p(x|z)] + KL(q(z|x) || N(0, I))
+  -IWAE_k(x) = -E[log (1/k) sum_i p(x, z_i) / q(z_i|x)],   z_i ~ q(z|x)
+
+``config.task``:
+  likelihood     bernoulli (binarized images), logistic or categorical (8-bit grey
+                 levels; see research/tasks/likelihoods.py)
+  objective      elbo: minimise recon + beta_t * KL; iwae: minimise -IWAE_k
+  num_samples    k, posterior samples per image in training and in the bound
+  beta           weight of the KL term (elbo); 1 is the ELBO
+  kl_warmup_steps  beta_t rises linearly from 0 to beta over these steps (0: off)
+  nll_samples    importance samples for the final test NLL (0: skip it)
+  nll_chunk      samples per chunk of that estimate (bounds memory)
+  sample_class   CVAE: the class that --mode=sample draws (-1: one class per row)
 """
+import math
+
 import jax
 import jax.numpy as jnp
-import optax
 from clu import metrics
 
 from research.core import errors
-from research.tasks import base
+from research.evaluation import generative, likelihood
+from research.tasks import base, likelihoods
 
 NUM_IMAGES = 64  # images per summary grid
+COLUMNS = 8  # images per grid row: interpolation and traversal steps
+TRAVERSAL_RANGE = 3.0  # traversals sweep each latent over [-3, 3]
+WARMUP = "kl_warmup"  # model_state collection that counts training steps for the warm-up
 
 
 def gaussian_kl(mean: jnp.ndarray, log_var: jnp.ndarray) -> jnp.ndarray:
-  """KL(N(mean, exp(log_var)) || N(0, I)) in closed form, summed over the last axis."""
-  return 0.5 * jnp.sum(jnp.exp(log_var) + jnp.square(mean) - 1.0 - log_var, axis=-1)
+  """KL(N(mean, exp(log_var)) || N(0, I)) per dimension, in closed form."""
+  return 0.5 * (jnp.exp(log_var) + jnp.square(mean) - 1.0 - log_var)
 
 
-def bernoulli_nll(logits: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:
-  """-log p(x | logits) per example, summed over all but the batch axis."""
-  nll = optax.sigmoid_binary_cross_entropy(logits, x)
-  return nll.reshape(nll.shape[0], -1).sum(-1)
+def gaussian_log_prob(z: jnp.ndarray, mean: jnp.ndarray, log_var: jnp.ndarray) -> jnp.ndarray:
+  """log N(z; mean, exp(log_var)) summed over the last axis."""
+  return -0.5 * jnp.sum(math.log(2 * math.pi) + log_var + jnp.square(z - mean) * jnp.exp(-log_var),
+                        axis=-1)
 
 
-def reparameterize(rng, mean, log_var):
-  return mean + jnp.exp(0.5 * log_var) * jax.random.normal(rng, mean.shape, mean.dtype)
+def reparameterize(rng, mean, log_var, num_samples: int) -> jnp.ndarray:
+  """``num_samples`` draws of z ~ q(z|x), shaped (num_samples,) + mean.shape."""
+  eps = jax.random.normal(rng, (num_samples,) + mean.shape, mean.dtype)
+  return mean + jnp.exp(0.5 * log_var) * eps
+
+
+def kl_weight(beta: float, warmup_steps: int, step) -> jnp.ndarray:
+  """beta, reached linearly over ``warmup_steps`` training steps (at once when 0)."""
+  if warmup_steps <= 0:
+    return jnp.asarray(beta, jnp.float32)
+  return beta * jnp.minimum(1.0, step.astype(jnp.float32) / warmup_steps)
 
 
 class Task(base.BaseTask):
@@ -34,39 +61,146 @@ class Task(base.BaseTask):
       "neg_elbo": metrics.Average.from_output("neg_elbo"),
       "recon_nll": metrics.Average.from_output("recon_nll"),
       "kl": metrics.Average.from_output("kl"),
+      "neg_bound": metrics.Average.from_output("neg_bound"),  # -IWAE_k; k=1: one-sample ELBO
+      "bits_per_dim": metrics.Average.from_output("bits_per_dim"),  # of -ELBO
   }
 
-  def init_variables(self, rng, batch):
-    shape, expected = tuple(batch["image"].shape[1:]), tuple(self.config.model.image_shape)
-    if shape != expected:
-      raise errors.ConfigError(
-          f"model.image_shape={expected} does not match the data's images {shape}; set "
-          f"--config.model.image_shape={shape} or use the config for this dataset")
-    return super().init_variables(rng, batch)
+  def __init__(self, config):
+    super().__init__(config)
+    self.task = config.task
+    self.nll_fn = likelihoods.NLL[config.task.likelihood]
+    self.mean_fn = likelihoods.MEAN[config.task.likelihood]
+    self.num_classes = config.model.get("num_classes", 0)
+    self.image_shape = tuple(config.model.image_shape)
+    self.model = self.model.clone(
+        outputs_per_pixel=likelihoods.OUTPUTS_PER_PIXEL[config.task.likelihood])
 
-  def _apply(self, params, model_state, method, *args, rng, train):
+  def condition(self, batch: dict) -> jnp.ndarray | None:
+    """The one-hot label for a conditional model; None otherwise."""
+    return jax.nn.one_hot(batch["label"], self.num_classes) if self.num_classes else None
+
+  def init_variables(self, rng, batch):
+    shape = tuple(batch["image"].shape[1:])
+    if shape != self.image_shape:
+      raise errors.ConfigError(
+          f"model.image_shape={self.image_shape} does not match the data's images {shape}; set "
+          f"--config.model.image_shape={shape} or use the config for this dataset")
+    params_rng, dropout_rng = jax.random.split(rng)
+    variables = dict(self.model.init({"params": params_rng, "dropout": dropout_rng},
+                                     batch["image"], self.condition(batch), train=False))
+    if self.task.kl_warmup_steps > 0:
+      variables[WARMUP] = {"step": jnp.zeros((), jnp.int32)}
+    return variables
+
+  def _apply(self, params, model_state, method, *args, rng, train=False):
+    model_state = {k: v for k, v in model_state.items() if k != WARMUP}
     out, _ = base.apply_model(self.model, params, model_state, *args, rng=rng, train=train,
                               method=method)
     return out
 
-  def loss_fn(self, params, model_state, batch, rng, train):
-    x = batch["image"]
+  def decode_mean(self, params, model_state, z, condition, rng):
+    """The decoder's image (e.g. Bernoulli means) for latent codes z."""
+    return self.mean_fn(self._apply(params, model_state, "decode", z, condition, rng=rng))
+
+  def log_weights(self, params, model_state, x, condition, mean, log_var, rng, num_samples,
+                  train=False):
+    """-log p(x|z_i) and log w_i = log p(x, z_i) - log q(z_i|x), each (num_samples, batch)."""
     sample_rng, dropout_rng = jax.random.split(rng)
-    mean, log_var = self._apply(params, model_state, "encode", x, rng=dropout_rng, train=train)
-    z = reparameterize(sample_rng, mean, log_var)
-    logits = self._apply(params, model_state, "decode", z, rng=dropout_rng, train=train)
-    recon_nll = bernoulli_nll(logits, x)
-    kl = gaussian_kl(mean, log_var)
-    neg_elbo = recon_nll + kl
-    loss = jnp.mean(recon_nll + self.config.task.beta * kl)
-    return loss, ({"neg_elbo": neg_elbo, "recon_nll": recon_nll, "kl": kl}, model_state)
+    z = reparameterize(sample_rng, mean, log_var, num_samples)
+    out = self._apply(params, model_state, "decode", z, condition, rng=dropout_rng, train=train)
+    recon_nll = self.nll_fn(out, x)
+    zeros = jnp.zeros_like(mean)
+    log_w = -recon_nll + gaussian_log_prob(z, zeros, zeros) - gaussian_log_prob(z, mean, log_var)
+    return recon_nll, log_w
+
+  def loss_fn(self, params, model_state, batch, rng, train):
+    x, condition = batch["image"], self.condition(batch)
+    encode_rng, sample_rng = jax.random.split(rng)
+    mean, log_var = self._apply(params, model_state, "encode", x, condition, rng=encode_rng,
+                                train=train)
+    recon_nll, log_w = self.log_weights(params, model_state, x, condition, mean, log_var,
+                                        sample_rng, self.task.num_samples, train)
+    recon_nll, kl = recon_nll.mean(0), gaussian_kl(mean, log_var).sum(-1)
+    neg_elbo, neg_bound = recon_nll + kl, -likelihood.log_mean_exp(log_w)
+    if self.task.objective == "iwae":
+      loss = jnp.mean(neg_bound)
+    else:
+      step = model_state[WARMUP]["step"] if WARMUP in model_state else None
+      beta = kl_weight(self.task.beta, self.task.kl_warmup_steps, step)
+      loss = jnp.mean(recon_nll + beta * kl)
+    if train and WARMUP in model_state:
+      model_state = {**model_state, WARMUP: {"step": model_state[WARMUP]["step"] + 1}}
+    outputs = {"neg_elbo": neg_elbo, "recon_nll": recon_nll, "kl": kl, "neg_bound": neg_bound,
+               "bits_per_dim": likelihoods.bits_per_dim(neg_elbo, self.image_shape)}
+    return loss, (outputs, model_state)
+
+  def test_log_likelihood(self, params, model_state, batch, rng):
+    """log p(x) per image by importance sampling with q(z|x) as the proposal."""
+    x, condition = batch["image"], self.condition(batch)
+    encode_rng, sample_rng = jax.random.split(rng)
+    mean, log_var = self._apply(params, model_state, "encode", x, condition, rng=encode_rng)
+    log_weights_fn = lambda key, n: self.log_weights(  # noqa: E731
+        params, model_state, x, condition, mean, log_var, key, n)[1]
+    return likelihood.importance_sampled_log_likelihood(
+        log_weights_fn, sample_rng, self.task.nll_samples, self.task.nll_chunk)
+
+  def predict(self, params, model_state, batch, rng):
+    """Per image: the IS log-likelihood, the posterior mean and per-dimension KL, the label."""
+    x, condition = batch["image"], self.condition(batch)
+    mean, log_var = self._apply(params, model_state, "encode", x, condition, rng=rng)
+    outputs = {"posterior_mean": mean, "kl_per_dim": gaussian_kl(mean, log_var)}
+    if "label" in batch:
+      outputs["label"] = batch["label"]
+    if self.task.nll_samples > 0:
+      outputs["nll"] = -self.test_log_likelihood(params, model_state, batch, rng)
+    return outputs
+
+  def report(self, predictions, directory, prefix):
+    """Test NLL (nats, bits per dim), active units and per-dimension KL; files in ``directory``."""
+    scalars = generative.latent_report(predictions["posterior_mean"], predictions["kl_per_dim"],
+                                       predictions.get("label"), directory, prefix)
+    if "nll" in predictions:
+      nll = float(predictions["nll"].mean())
+      scalars.update(nll=nll, nll_bits_per_dim=float(likelihoods.bits_per_dim(nll, self.image_shape)),
+                     nll_samples=float(self.task.nll_samples))
+    return scalars
+
+  def sample_condition(self, num: int, sample_class: int) -> jnp.ndarray | None:
+    """One-hot classes for ``num`` samples: all ``sample_class``, or one class per grid row."""
+    if not self.num_classes:
+      return None
+    labels = (jnp.full((num,), sample_class) if sample_class >= 0
+              else (jnp.arange(num) // COLUMNS) % self.num_classes)
+    return jax.nn.one_hot(labels, self.num_classes)
+
+  def sample(self, params, model_state, rng, num: int) -> jnp.ndarray:
+    """``num`` images decoded from the prior (of ``task.sample_class`` for a CVAE)."""
+    z = jax.random.normal(rng, (num, self.model.latent_dim))
+    condition = self.sample_condition(num, self.task.sample_class)
+    return self.decode_mean(params, model_state, z, condition, rng)
 
   def images(self, params, model_state, batch, rng):
-    """Inputs beside their reconstructions (posterior means), and prior samples."""
-    x = batch["image"][:NUM_IMAGES // 2]
-    mean, _ = self._apply(params, model_state, "encode", x, rng=rng, train=False)
-    recon = jax.nn.sigmoid(self._apply(params, model_state, "decode", mean, rng=rng, train=False))
-    z = jax.random.normal(rng, (NUM_IMAGES, mean.shape[-1]))
-    samples = jax.nn.sigmoid(self._apply(params, model_state, "decode", z, rng=rng, train=False))
-    pairs = jnp.stack([x, recon], axis=1).reshape((-1,) + x.shape[1:])
-    return {"reconstructions": pairs, "samples": samples}
+    """Reconstructions, prior samples, interpolations, traversals (and for 2-D latents the
+    decoded manifold), as batches whose grids have ``COLUMNS`` images a row."""
+    x, condition = batch["image"], self.condition(batch)
+    mean, _ = self._apply(params, model_state, "encode", x, condition, rng=rng)
+    decode = lambda z, c: self.decode_mean(params, model_state, z, c, rng)  # noqa: E731
+    half = NUM_IMAGES // 2
+    recon = decode(mean[:half], None if condition is None else condition[:half])
+    grids = {
+        "reconstructions": jnp.stack([x[:half], recon], axis=1).reshape((-1,) + x.shape[1:]),
+        "samples": decode(jax.random.normal(rng, (NUM_IMAGES, mean.shape[-1])),
+                          self.sample_condition(NUM_IMAGES, -1)),
+    }
+    first = None if condition is None else condition[:1]
+    codes = {"interpolations": generative.interpolations(mean[:COLUMNS], mean[COLUMNS:2 * COLUMNS],
+                                                         COLUMNS),
+             "traversals": generative.traversals(mean[0], COLUMNS, TRAVERSAL_RANGE)}
+    if mean.shape[-1] == 2:
+      codes["manifold"] = generative.manifold(COLUMNS)
+    for name, z in codes.items():
+      c = None
+      if condition is not None:  # interpolations keep each start image's class
+        c = condition[jnp.arange(len(z)) // COLUMNS] if name == "interpolations" else first
+      grids[name] = decode(z, c)
+    return grids
