@@ -9,7 +9,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from research.core import errors
-from research.core.state import TrainState
+from research.core.state import TrainState, step_of
 
 
 def _shapes_by_path(tree) -> dict[str, tuple]:
@@ -85,7 +85,7 @@ class Checkpointer:
     return aside
 
   def save(self, state: TrainState) -> None:
-    step = int(state.step)
+    step = step_of(state)
     if step != self._manager.latest_step():
       self._manager.save(step, args=ocp.args.StandardSave(state))
 

@@ -3,6 +3,7 @@ from typing import Any
 
 import flax
 import jax
+import numpy as np
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -33,3 +34,8 @@ def split_variables(variables):
   variables = flax.core.unfreeze(variables)
   params = variables.pop("params")
   return params, variables
+
+
+def step_of(state: TrainState) -> int:
+  """The state's step as an int (replicas, stacked on a leading axis, share it)."""
+  return int(np.asarray(state.step).reshape(-1)[0])
