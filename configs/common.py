@@ -219,3 +219,45 @@ def vae(config: ml_collections.ConfigDict, arg: str | None, model: str, likeliho
   if name == "digits":
     config.task.nll_samples = 100  # seconds, for quick runs and tests
   return config
+
+
+GOEMOTIONS_LABELS = (
+    "admiration", "amusement", "anger", "annoyance", "approval", "caring", "confusion",
+    "curiosity", "desire", "disappointment", "disapproval", "disgust", "embarrassment",
+    "excitement", "fear", "gratitude", "grief", "joy", "love", "nervousness", "neutral",
+    "optimism", "pride", "realization", "relief", "remorse", "sadness", "surprise")
+
+# Text datasets: the text feature, the label feature(s) (several: multi-label), the
+# number of classes, the splits (train, validation, test) and a length that truncates
+# almost no example. CLINC150: the in-scope intents only (its *_oos splits are unused).
+TEXT_DATASETS = {
+    "clinc_oos": dict(feature="text", labels=("intent",), num_classes=150,
+                      splits=("train", "validation", "test"), max_length=24),
+    "goemotions": dict(feature="comment_text", labels=GOEMOTIONS_LABELS,
+                       num_classes=len(GOEMOTIONS_LABELS),
+                       splits=("train", "validation", "test"), max_length=40),
+}
+
+
+def text_dataset(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+  """Reads the text dataset ``name`` (a key of TEXT_DATASETS) as ``tokens`` and ``length``
+  (see research/data/text.py) for a model with ``vocab_size`` and ``num_classes``;
+  several label features make it the multi-label task."""
+  spec = TEXT_DATASETS[name]
+  config.data.name = name
+  config.data.train_split, config.data.val_split, config.data.test_split = spec["splits"]
+  config.data.features = (spec["feature"], *spec["labels"])
+  config.data.preprocess = ""
+  config.data.text = ml_collections.ConfigDict()
+  config.data.text.feature = spec["feature"]
+  config.data.text.labels = spec["labels"]
+  config.data.text.vocab_size = 10_000  # including <pad> and <unk>
+  config.data.text.min_count = 2  # rarer training words become <unk>
+  config.data.text.max_length = spec["max_length"]
+  config.task.inputs = ("tokens", "length")
+  if len(spec["labels"]) > 1:
+    config.task.name = "multilabel"
+  config.model.num_classes = spec["num_classes"]
+  config.model.vocab_size = config.data.text.get_ref("vocab_size")
+  config.gate = ""
+  return config

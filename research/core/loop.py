@@ -21,7 +21,7 @@ from jax.experimental import multihost_utils
 
 from research.core import (checkpoint, errors, gate, optim, preemption, sharding,
                            state as state_lib, step as step_lib, validation, writers)
-from research.data import pipeline, preprocess
+from research.data import pipeline, preprocess, text
 from research.evaluation import images as images_lib
 from research.tasks import base as tasks_base
 
@@ -33,10 +33,12 @@ class Data:
   test: list
 
 
-def load_data(config: ml_collections.ConfigDict, batch_sharding) -> Data:
-  """Loads all three splits before anything compiles, so missing data fails fast."""
+def load_data(config: ml_collections.ConfigDict, batch_sharding, workdir: str) -> Data:
+  """Loads all three splits before anything compiles, so missing data fails fast; text is
+  encoded on the host by the workdir's tokenizer."""
   arrays = {name: pipeline.load_split(config.data, config.data[f"{name}_split"], f"{name}_split")
             for name in ("train", "val", "test")}
+  arrays = text.encode_splits(config.data, arrays, workdir)
 
   def device_batches(split):
     return [sharding.to_global_array(b, batch_sharding)
@@ -214,7 +216,7 @@ def build(config: ml_collections.ConfigDict, workdir: str, training: bool = True
     write_config(config, workdir)
   mesh = sharding.make_mesh()
   replicated, batch_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-  data = load_data(config, batch_sharding)
+  data = load_data(config, batch_sharding, workdir)
   num_steps = total_steps(config, data.train.steps_per_epoch)
   checkpointer = checkpoint.Checkpointer(
       os.path.join(os.path.abspath(workdir), "checkpoints"), config.keep_checkpoints)

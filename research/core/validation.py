@@ -7,7 +7,7 @@ import jax
 import ml_collections
 
 from research.core import errors, gate, optim, registry
-from research.data import preprocess
+from research.data import preprocess, text
 
 POSITIVE_INTS = ("batch_size", "eval_batch_size", "log_every_steps", "eval_every_steps",
                  "checkpoint_every_steps", "keep_checkpoints")
@@ -87,6 +87,28 @@ def validate_vae(config: ml_collections.ConfigDict) -> None:
              "-1 for an unconditional model (model.num_classes=0)")
 
 
+def validate_text(config: ml_collections.ConfigDict) -> None:
+  """The text fields (``config.data.text``, research/data/text.py) of a text dataset."""
+  if not text.is_text(config.data):
+    return
+  data, spec = config.data, config.data.text
+  _require(spec.feature in data.features, "data.text.feature", spec.feature,
+           f"one of data.features {tuple(data.features)}")
+  _require(len(spec.labels) > 0 and all(n in data.features for n in spec.labels),
+           "data.text.labels", tuple(spec.labels),
+           f"one or more of data.features {tuple(data.features)}")
+  _require(spec.vocab_size >= 3, "data.text.vocab_size", spec.vocab_size,
+           "at least 3 (<pad>, <unk> and one word)")
+  _require(spec.min_count >= 1, "data.text.min_count", spec.min_count, "a positive integer")
+  _require(spec.max_length >= 1, "data.text.max_length", spec.max_length, "a positive integer")
+  inputs = tuple(config.task.get("inputs", ("image",)))
+  _require(set(inputs) <= {"tokens", "length"}, "task.inputs", inputs,
+           "drawn from ('tokens', 'length'): what a text dataset feeds the model")
+  vocab = config.model.get("vocab_size", spec.vocab_size)
+  _require(vocab >= spec.vocab_size, "model.vocab_size", vocab,
+           f"at least data.text.vocab_size={spec.vocab_size}")
+
+
 def validate_workdir(workdir: str) -> None:
   try:
     os.makedirs(workdir, exist_ok=True)
@@ -100,5 +122,6 @@ def validate_workdir(workdir: str) -> None:
 def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
   validate_numbers(config)
   validate_names(config)
+  validate_text(config)
   validate_vae(config)
   validate_workdir(workdir)

@@ -77,3 +77,28 @@ def report(probs: np.ndarray, labels: np.ndarray, directory: str | None, prefix:
       "recall_macro": float(recall.mean()),
       "f1_macro": float(f1.mean()),
   }
+
+
+def multilabel_report(probs: np.ndarray, labels: np.ndarray, directory: str | None, prefix: str,
+                      threshold: float = 0.5) -> dict:
+  """Scalars of a multi-label classifier over the split, labels predicted where
+  ``probs > threshold``: micro and macro precision, recall and F1 (scikit-learn), and
+  the exact-match ratio. Unless ``directory`` is None, also writes per-label precision,
+  recall, F1 and support to ``<prefix>_per_label.csv``."""
+  predictions = (probs > threshold).astype(np.int32)
+  scores = {}
+  for average in ("micro", "macro"):
+    precision, recall, f1, _ = sk_metrics.precision_recall_fscore_support(
+        labels, predictions, average=average, zero_division=0)
+    scores.update({f"precision_{average}": float(precision), f"recall_{average}": float(recall),
+                   f"f1_{average}": float(f1)})
+  scores["exact_match"] = float(sk_metrics.accuracy_score(labels, predictions))
+  if directory is not None:
+    os.makedirs(directory, exist_ok=True)
+    precision, recall, f1, support = sk_metrics.precision_recall_fscore_support(
+        labels, predictions, average=None, zero_division=0)
+    with open(os.path.join(directory, f"{prefix}_per_label.csv"), "w") as f:
+      f.write("label,precision,recall,f1,support\n")
+      for k in range(labels.shape[-1]):
+        f.write(f"{k},{precision[k]:.6f},{recall[k]:.6f},{f1[k]:.6f},{support[k]}\n")
+  return scores

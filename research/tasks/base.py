@@ -49,10 +49,15 @@ class BaseTask:
     self.config = config
     self.model = build_model(config)
 
+  def model_inputs(self, batch: dict) -> tuple:
+    """The batch features the model takes, in order: ``config.task.inputs`` (default: the
+    image; text models take ``("tokens", "length")``)."""
+    return tuple(batch[k] for k in self.config.task.get("inputs", ("image",)))
+
   def init_variables(self, rng: jax.Array, batch: dict):
     params_rng, dropout_rng = jax.random.split(rng)
     return self.model.init({"params": params_rng, "dropout": dropout_rng},
-                           batch["image"], train=False)
+                           *self.model_inputs(batch), train=False)
 
   def images(self, params, model_state, batch, rng) -> dict:
     return {}

@@ -57,7 +57,8 @@ class Task(base.BaseTask):
     self.loss = LOSSES[config.task.loss]
 
   def logits(self, params, model_state, batch, rng, train):
-    return base.apply_model(self.model, params, model_state, batch["image"], rng=rng, train=train)
+    return base.apply_model(self.model, params, model_state, *self.model_inputs(batch), rng=rng,
+                            train=train)
 
   def loss_fn(self, params, model_state, batch, rng, train):
     logits, model_state = self.logits(params, model_state, batch, rng, train)
