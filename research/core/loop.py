@@ -199,9 +199,11 @@ class Experiment:
   num_steps: int
   state: state_lib.TrainState
   checkpointer: checkpoint.Checkpointer
-  train_step: Callable
+  train_step: Callable  # (state, *inputs) -> (state, metrics); inputs from train_calls
   writer: object
   evaluator: Evaluator
+  device_train: dict | None = None  # the training split on device (steps_per_call > 1)
+  indices_sharding: jax.sharding.NamedSharding | None = None
 
   def close(self) -> None:
     """Waits for pending checkpoint writes and flushes metrics (also after an error)."""
@@ -209,9 +211,34 @@ class Experiment:
     self.writer.close()
 
 
+def use_compilation_cache(directory: str) -> None:
+  """Compiled steps persist in ``directory`` and later runs load them instead of compiling."""
+  if directory:
+    jax.config.update("jax_compilation_cache_dir", os.path.abspath(directory))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+def make_train_fn(config, task, optimizer, guards, replicated, batch_sharding, indices_sharding):
+  """The jitted train and eval steps: one step per call fed a batch, or with
+  ``steps_per_call > 1`` that many steps per call gathered from the device-resident split."""
+  preprocess_fn = preprocess.parse(config.data.preprocess)
+  # Augmentation ops follow the preprocessing ops in one chain, in training only.
+  train_preprocess_fn = preprocess.parse(
+      "|".join(filter(None, [config.data.preprocess, config.data.augment])))
+  compute_dtype = None if config.precision == "float32" else jax.numpy.dtype(config.precision)
+  train_step = step_lib.make_train_step(task, optimizer, train_preprocess_fn, guards, compute_dtype)
+  train_in_shardings = None
+  if config.steps_per_call > 1:
+    train_step = step_lib.make_multi_step(train_step, batch_sharding)
+    train_in_shardings = (replicated, indices_sharding)
+  return step_lib.jit_steps(train_step, step_lib.make_eval_step(task, preprocess_fn),
+                            replicated, batch_sharding, train_in_shardings)
+
+
 def build(config: ml_collections.ConfigDict, workdir: str, training: bool = True) -> Experiment:
   """Validates the config, loads the data and restores the newest checkpoint, if any."""
   validation.validate(config, workdir)
+  use_compilation_cache(config.compilation_cache_dir)
   if training:
     write_config(config, workdir)
   mesh = sharding.make_mesh()
@@ -235,12 +262,13 @@ def build(config: ml_collections.ConfigDict, workdir: str, training: bool = True
     logging.info("Resumed from the checkpoint at step %d.", int(state.step))
 
   guards = ("params",) if config.optimizer.skip_nonfinite else ("loss", "grad_norm")
-  # Augmentation ops follow the preprocessing ops in one chain, in training only.
-  train_preprocess_fn = preprocess.parse(
-      "|".join(filter(None, [config.data.preprocess, config.data.augment])))
-  train_step, eval_step = step_lib.jit_steps(
-      step_lib.make_train_step(task, optimizer, train_preprocess_fn, guards),
-      step_lib.make_eval_step(task, preprocess_fn), replicated, batch_sharding)
+  indices_sharding = jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec(None, sharding.DATA_AXIS))
+  train_step, eval_step = make_train_fn(config, task, optimizer, guards, replicated,
+                                        batch_sharding, indices_sharding)
+  device_train = None
+  if config.steps_per_call > 1 and training:
+    device_train = sharding.to_global_array(data.train.arrays, replicated)
   writer = writers.create_writer(workdir)
   evaluator = Evaluator(task, preprocess_fn, eval_step, data, writer, workdir,
                         run_rngs(config.seed)["eval"])
@@ -248,7 +276,64 @@ def build(config: ml_collections.ConfigDict, workdir: str, training: bool = True
   logging.info("%d parameters; %d steps (%d per epoch), from step %d.",
                num_params, num_steps, data.train.steps_per_epoch, int(state.step))
   return Experiment(config, workdir, data, batch_sharding, num_steps, state, checkpointer,
-                    train_step, writer, evaluator)
+                    train_step, writer, evaluator, device_train, indices_sharding)
+
+
+def call_ends(start: int, end: int, steps_per_call: int) -> list[int]:
+  """The step after each train call from ``start`` to ``end``: at multiples of
+  ``steps_per_call`` (and ``end``), so logging, evaluation and checkpoints fall on them."""
+  ends = []
+  while start < end:
+    start = min((start // steps_per_call + 1) * steps_per_call, end)
+    ends.append(start)
+  return ends
+
+
+def train_calls(exp: Experiment, start: int, end: int):
+  """Yields ``(step, inputs)`` per train call from step ``start`` to ``end``: the state
+  reaches ``step`` after ``exp.train_step(state, *inputs)``. Inputs are one host batch
+  per call, or the indices of ``steps_per_call`` steps into the device-resident split;
+  either way the examples of step ``s`` are ``exp.data.train.indices(s)``."""
+  if exp.device_train is None:
+    batches = pipeline.prefetch(
+        sharding.to_global_array(exp.data.train.local_batch(s), exp.batch_sharding)
+        for s in range(start, end))
+    yield from zip(range(start + 1, end + 1), ((b,) for b in batches))
+    return
+  first = start
+  for last in call_ends(start, end, exp.config.steps_per_call):
+    indices = sharding.to_global_array(
+        exp.data.train.local_step_indices(first, last), exp.indices_sharding)
+    yield last, (exp.device_train, indices)
+    first = last
+
+
+class Profiler:
+  """A jax.profiler trace of the steps ``config.profile_steps`` (``START:END``) in
+  ``workdir/profile`` (TensorBoard's profile plugin or Perfetto read it)."""
+
+  def __init__(self, spec: str, workdir: str):
+    self.steps = validation.parse_profile_steps(spec) or None
+    self.directory = os.path.join(workdir, "profile")
+    self.active = False
+
+  def __call__(self, step: int, state) -> None:
+    """Called after the call that reached ``step``."""
+    if self.steps is None:
+      return
+    start, end = self.steps
+    if not self.active and start <= step < end:
+      jax.block_until_ready(state)
+      jax.profiler.start_trace(self.directory)
+      self.active = True
+    elif self.active and step >= end:
+      self.stop(state)
+
+  def stop(self, state) -> None:
+    if self.active:
+      jax.block_until_ready(state)
+      jax.profiler.stop_trace()
+      self.active, self.steps = False, None
 
 
 def train(exp: Experiment, step_hook: Callable[[int], None] | None = None):
@@ -258,16 +343,18 @@ def train(exp: Experiment, step_hook: Callable[[int], None] | None = None):
   start_step, num_steps = int(state.step), exp.num_steps
   if start_step == 0:
     writer.write_hparams({k: v for k, v in config.to_dict().items() if not isinstance(v, dict)})
+  # ReportProgress counting steps wants every step; calls of several steps report by time.
+  every_steps = config.log_every_steps if config.steps_per_call == 1 else None
   report_progress = periodic_actions.ReportProgress(
-      num_train_steps=num_steps, writer=writer, every_steps=config.log_every_steps)
+      num_train_steps=num_steps, writer=writer, every_steps=every_steps, every_secs=None
+      if every_steps else 60.0)
   train_metrics, val_metrics = None, None
   window_start, window_step = time.perf_counter(), start_step
-  batches = pipeline.prefetch(
-      sharding.to_global_array(exp.data.train.local_batch(s), exp.batch_sharding)
-      for s in range(start_step, num_steps))
+  profiler = Profiler(config.profile_steps, exp.workdir)
   with preemption.SignalWatcher() as signals:
-    for step, batch in zip(range(start_step + 1, num_steps + 1), batches):
-      state, metrics = exp.train_step(state, batch)
+    for step, inputs in train_calls(exp, start_step, num_steps):
+      state, metrics = exp.train_step(state, *inputs)
+      profiler(step, state)
       train_metrics = metrics if train_metrics is None else train_metrics.merge(metrics)
       report_progress(step)
       is_last, is_log_step = step == num_steps, step % config.log_every_steps == 0
@@ -291,6 +378,7 @@ def train(exp: Experiment, step_hook: Callable[[int], None] | None = None):
         window_start = time.perf_counter()
       if step_hook is not None:
         step_hook(step)
+  profiler.stop(state)
   return state, val_metrics
 
 

@@ -24,8 +24,15 @@ def make_schedule(config: ml_collections.ConfigDict, total_steps: int) -> optax.
 
 
 def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
-  """Builds ``config.name`` (sgd, adam, adamw) with clipping and a schedule."""
-  schedule = make_schedule(config, total_steps)
+  """Builds ``config.name`` (sgd, adam, adamw) with clipping and a schedule.
+
+  With ``config.accumulate_steps = k > 1`` each train step is a micro-batch: the
+  gradients of ``k`` consecutive steps are averaged and applied as one update
+  (``optax.MultiSteps``), so the effective batch is ``k`` times the batch size and the
+  schedule counts updates (``total_steps / k``).
+  """
+  accumulate = config.accumulate_steps
+  schedule = make_schedule(config, -(-total_steps // accumulate))
   if config.name == "sgd":
     base = optax.sgd(schedule, momentum=config.momentum or None, nesterov=config.nesterov)
   elif config.name == "adam":
@@ -42,4 +49,6 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> optax
   optimizer = optax.chain(*chain, base)
   if config.skip_nonfinite:  # skip updates with non-finite gradients, up to a limit in a row
     optimizer = optax.apply_if_finite(optimizer, config.max_consecutive_nonfinite)
+  if accumulate > 1:
+    optimizer = optax.MultiSteps(optimizer, every_k_schedule=accumulate)
   return optimizer

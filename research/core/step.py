@@ -63,20 +63,50 @@ def step_rngs(state: TrainState):
   return jax.random.split(jax.random.fold_in(state.rng, state.step))
 
 
+def cast_floats(tree, dtype):
+  """``tree`` with its floating-point leaves cast to ``dtype`` (integers untouched)."""
+  return jax.tree.map(
+      lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
+
+
+def mixed_precision_loss(loss_fn, compute_dtype):
+  """``loss_fn`` computed in ``compute_dtype`` on float32 parameters and inputs.
+
+  Parameters and floating inputs are cast inside the differentiated function, so the
+  gradients (and the optimizer state) stay float32; the loss and per-example outputs
+  come back as float32 and the model state in the dtypes it had.
+  """
+  if compute_dtype is None or jnp.dtype(compute_dtype) == jnp.float32:
+    return loss_fn
+
+  def loss(params, model_state, batch, rng, train):
+    loss, (outputs, new_model_state) = loss_fn(
+        cast_floats(params, compute_dtype), model_state, cast_floats(batch, compute_dtype),
+        rng, train)
+    new_model_state = jax.tree.map(lambda new, old: new.astype(old.dtype),
+                                   new_model_state, model_state)
+    return loss.astype(jnp.float32), (cast_floats(outputs, jnp.float32), new_model_state)
+
+  return loss
+
+
 def make_train_step(task, optimizer: optax.GradientTransformation, preprocess: Preprocess,
-                    guards: tuple[str, ...] = ("loss", "grad_norm")):
+                    guards: tuple[str, ...] = ("loss", "grad_norm"), compute_dtype=None):
   """Returns the pure ``train_step(state, batch) -> (state, metrics)``.
 
   ``guards`` are watched for non-finite values without a host sync: the metrics
   carry the first step at which each of ``loss``, ``grad_norm`` or ``params`` (after
-  the update) was not finite, for the loop to read when it logs.
+  the update) was not finite, for the loop to read when it logs. ``compute_dtype``
+  (e.g. ``jnp.bfloat16``) is the dtype of the forward and backward pass; parameters
+  and optimizer state stay float32.
   """
   collection = train_metrics_collection(task.metrics, guards)
+  loss_fn = mixed_precision_loss(task.loss_fn, compute_dtype)
 
   def train_step(state: TrainState, batch: dict):
     preprocess_rng, loss_rng = step_rngs(state)
     batch = preprocess(batch, preprocess_rng)
-    grad_fn = jax.value_and_grad(task.loss_fn, has_aux=True)
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     (loss, (outputs, model_state)), grads = grad_fn(
         state.params, state.model_state, batch, loss_rng, True)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
@@ -91,6 +121,34 @@ def make_train_step(task, optimizer: optax.GradientTransformation, preprocess: P
     return new_state, metrics
 
   return train_step
+
+
+def merge_stacked(metrics):
+  """One metrics collection from a collection stacked over steps, merged in step order."""
+  first, rest = jax.tree.map(lambda x: x[0], metrics), jax.tree.map(lambda x: x[1:], metrics)
+  merged, _ = jax.lax.scan(lambda total, m: (total.merge(m), None), first, rest)
+  return merged
+
+
+def make_multi_step(train_step, batch_sharding=None):
+  """Returns ``multi_step(state, data, indices) -> (state, metrics)``: ``train_step`` on
+  the batches ``data[indices[i]]`` for each row ``i`` in turn (one ``lax.scan``).
+
+  ``data`` is a whole (device-resident) split and ``indices`` the example indices of
+  consecutive steps, so a call runs the same steps as the step-by-step path, with the
+  metrics of all of them merged.
+  """
+  def multi_step(state: TrainState, data: dict, indices: jax.Array):
+    # One gather of all the call's batches, before the loop: the loop body sees batches only.
+    batches = jax.tree.map(lambda x: x[indices], data)
+    if batch_sharding is not None:
+      spec = jax.sharding.PartitionSpec(None, *batch_sharding.spec)
+      batches = jax.lax.with_sharding_constraint(
+          batches, jax.sharding.NamedSharding(batch_sharding.mesh, spec))
+    state, metrics = jax.lax.scan(train_step, state, batches)
+    return state, merge_stacked(metrics)
+
+  return multi_step
 
 
 def split_mask(batch: dict) -> tuple[dict, jax.Array]:
@@ -117,11 +175,15 @@ def make_eval_step(task, preprocess: Preprocess):
   return eval_step
 
 
-def jit_steps(train_step, eval_step, replicated, batch_sharding):
-  """Jits both steps once with explicit shardings; the train state is donated."""
+def jit_steps(train_step, eval_step, replicated, batch_sharding, train_in_shardings=None):
+  """Jits both steps once with explicit shardings; the train state is donated.
+
+  ``train_in_shardings`` are those of the train step's inputs after the state
+  (default: one batch sharded like ``batch_sharding``).
+  """
   train = jax.jit(
       train_step,
-      in_shardings=(replicated, batch_sharding),
+      in_shardings=(replicated, *(train_in_shardings or (batch_sharding,))),
       out_shardings=(replicated, replicated),
       donate_argnums=0,
   )

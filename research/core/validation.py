@@ -38,6 +38,34 @@ def validate_numbers(config: ml_collections.ConfigDict) -> None:
     _require(opt[field] >= 0, f"optimizer.{field}", opt[field], "zero or positive")
   for field in ("momentum", "b1", "b2"):
     _require(0 <= opt[field] < 1, f"optimizer.{field}", opt[field], "in [0, 1)")
+  _require(opt.accumulate_steps >= 1, "optimizer.accumulate_steps", opt.accumulate_steps,
+           "a positive integer")
+
+
+PRECISIONS = ("float32", "bfloat16")
+
+
+def validate_speed(config: ml_collections.ConfigDict) -> None:
+  """steps_per_call, precision and profile_steps."""
+  k = config.steps_per_call
+  _require(k >= 1, "steps_per_call", k, "a positive integer")
+  for field in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps"):
+    _require(config[field] % k == 0, field, config[field],
+             f"a multiple of steps_per_call={k}")
+  _require(config.precision in PRECISIONS, "precision", config.precision, f"one of {PRECISIONS}")
+  _require(parse_profile_steps(config.profile_steps) is not None, "profile_steps",
+           config.profile_steps, "'' or 'START:END' with 0 <= START < END (steps)")
+
+
+def parse_profile_steps(spec: str) -> tuple[int, int] | tuple[()] | None:
+  """``"START:END"`` as ``(START, END)``, ``""`` as ``()``, anything else as None."""
+  if not spec:
+    return ()
+  start, sep, end = spec.partition(":")
+  if not (sep and start.strip().isdigit() and end.strip().isdigit()):
+    return None
+  start, end = int(start), int(end)
+  return (start, end) if start < end else None
 
 
 def validate_names(config: ml_collections.ConfigDict) -> None:
@@ -121,6 +149,7 @@ def validate_workdir(workdir: str) -> None:
 
 def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
   validate_numbers(config)
+  validate_speed(config)
   validate_names(config)
   validate_text(config)
   validate_vae(config)

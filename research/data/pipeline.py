@@ -122,12 +122,21 @@ class TrainBatches:
     start = position * self.global_batch_size
     return self._permutation[start:start + self.global_batch_size]
 
-  def local_batch(self, step: int) -> dict[str, np.ndarray]:
-    """This process's slice of the global batch at ``step``."""
+  def local_indices(self, step: int) -> np.ndarray:
+    """This process's slice of ``indices(step)``."""
     local_size = self.global_batch_size // jax.process_count()
     start = jax.process_index() * local_size
-    indices = self.indices(step)[start:start + local_size]
+    return self.indices(step)[start:start + local_size]
+
+  def local_batch(self, step: int) -> dict[str, np.ndarray]:
+    """This process's slice of the global batch at ``step``."""
+    indices = self.local_indices(step)
     return {k: v[indices] for k, v in self.arrays.items()}
+
+  def local_step_indices(self, start: int, end: int) -> np.ndarray:
+    """``local_indices`` of steps ``start .. end - 1`` stacked, int32 ``(end - start, local batch)``:
+    what a multi-step call gathers from the device-resident split."""
+    return np.stack([self.local_indices(s) for s in range(start, end)]).astype(np.int32)
 
 
 def eval_batches(arrays: dict[str, np.ndarray], global_batch_size: int) -> list[dict]:

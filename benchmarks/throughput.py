@@ -1,0 +1,221 @@
+"""Training throughput of any config, through the project's own train step.
+
+    TFDS_DATA_DIR=../shared/tfds python benchmarks/throughput.py --config=cnn [--config.x=...]
+
+Builds the experiment exactly as ``launch.py`` does (``research.core.loop.build``: real
+data, the jitted train step of ``research/core/step.py``, ``steps_per_call`` and all)
+and feeds it the same calls as ``loop.train`` (``loop.train_calls``), then reports:
+
+- examples/s: median (min-max) of ``--windows`` timed windows of about
+  ``--window_secs`` each, after a warm-up;
+- compile: seconds to trace, lower and compile the train step (``jit.lower().compile()``,
+  for a call of one step);
+- start-up: seconds from process start to the first train call (imports, data, init),
+  and to the end of that call (its own compilation, if JAX did not reuse the one above);
+- peak RSS of the process;
+- roofline: the FLOPs per example of one train step from XLA's cost analysis, times
+  examples/s, over the FLOP/s of a large float32 matmul on the same devices (measured
+  here, before and after the windows).
+
+Prints one JSON line and, unless
+``--results=''``, appends a row with the command, machine, versions, load and date to
+the speed log of benchmarks/RESULTS.md.
+"""
+import datetime
+import json
+import os
+import platform
+import resource
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+  sys.path.insert(0, ROOT)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SPEED_LOG_HEADER = "| date | command | examples/s median (min-max) |"
+
+
+def process_start_time() -> float:
+  """Wall-clock time at which this process started (Linux /proc; else now)."""
+  try:
+    with open("/proc/self/stat") as f:
+      start_ticks = float(f.read().rsplit(")", 1)[1].split()[19])
+    with open("/proc/uptime") as f:
+      uptime = float(f.read().split()[0])
+    return time.time() - uptime + start_ticks / os.sysconf("SC_CLK_TCK")
+  except (OSError, ValueError, IndexError):
+    return time.time()
+
+
+PROCESS_START = process_start_time()
+
+
+def matmul_flops_per_sec(n: int = 2048, repeats: int = 5) -> list[float]:
+  """FLOP/s of an ``n x n`` float32 matmul, rows split over all devices, per repeat."""
+  import jax
+  import jax.numpy as jnp
+  from research.core import sharding
+  mesh = sharding.make_mesh()
+  a = jax.device_put(jnp.ones((n, n), jnp.float32), sharding.batch_sharding(mesh))
+  b = jax.device_put(jnp.ones((n, n), jnp.float32), sharding.replicated(mesh))
+  matmul = jax.jit(jnp.matmul)
+  matmul(a, b).block_until_ready()
+  rates = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    matmul(a, b).block_until_ready()
+    rates.append(2 * n ** 3 / (time.perf_counter() - start))
+  return rates
+
+
+def step_flops_and_compile_seconds(exp) -> tuple[float, float]:
+  """XLA's FLOPs per example of one train step, and the seconds to trace, lower and
+  compile ``exp.train_step`` for a call of one step (with ``steps_per_call > 1``: a
+  scan of length one, whose cost is one step's)."""
+  from research.core import loop
+  _, inputs = next(loop.train_calls(exp, 0, 1))
+  start = time.perf_counter()
+  compiled = exp.train_step.lower(exp.state, *inputs).compile()
+  seconds = time.perf_counter() - start
+  analysis = compiled.cost_analysis()
+  analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
+  return float(analysis["flops"]) / exp.config.batch_size, seconds
+
+
+def steps_of(inputs) -> int:
+  """Train steps in one call's inputs."""
+  return 1 if len(inputs) == 1 else inputs[1].shape[0]
+
+
+def timed_windows(exp, state, calls, window_secs: float, windows: int):
+  """Examples/s of ``windows`` windows of whole calls, each about ``window_secs`` long."""
+  import jax
+  batch = exp.config.batch_size
+
+  def run(num_calls):
+    nonlocal state
+    steps, metrics = 0, None
+    start = time.perf_counter()
+    for _ in range(num_calls):
+      _, inputs = next(calls)
+      state, new = exp.train_step(state, *inputs)
+      metrics = new if metrics is None else metrics.merge(new)  # as loop.train does
+      steps += steps_of(inputs)
+    jax.block_until_ready((state, metrics))
+    return steps * batch, time.perf_counter() - start
+
+  run(2)  # warm-up (the first call compiled already)
+  examples, seconds = run(3)
+  calls_per_window = max(1, round(3 * window_secs / seconds))
+  rates = []
+  for _ in range(windows):
+    examples, seconds = run(calls_per_window)
+    rates.append(examples / seconds)
+  return rates, calls_per_window
+
+
+def load_average() -> str:
+  try:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+  except OSError:
+    return "?"
+
+
+def versions() -> str:
+  import flax
+  import jax
+  import jaxlib
+  import optax
+  return (f"jax {jax.__version__}, jaxlib {jaxlib.__version__}, flax {flax.__version__}, "
+          f"optax {optax.__version__}, Python {platform.python_version()}")
+
+
+def machine() -> str:
+  import jax
+  return (f"{platform.machine()}, {os.cpu_count()} cores, {jax.device_count()} x "
+          f"{jax.devices()[0].device_kind}")
+
+
+def append_row(path: str, result: dict, command: str) -> None:
+  """Inserts a row at the end of the speed log table of ``path``."""
+  r = result
+  row = (f"| {datetime.date.today()} | `{command}` | {r['examples_per_s_median']:,.0f} "
+         f"({r['examples_per_s_min']:,.0f}-{r['examples_per_s_max']:,.0f}) | "
+         f"{r['roofline_fraction']:.1%} of {r['matmul_gflops']:.0f} GFLOP/s "
+         f"({r['step_mflops_per_example']:.1f} MFLOP/ex) | {r['compile_s']:.2f} s | "
+         f"{r['startup_s']:.1f} s / {r['first_step_done_s']:.1f} s | "
+         f"{r['peak_rss_mb'] / 1024:.2f} GB | {r['load']} | {r['machine']}; {r['versions']} |")
+  lines = open(path).read().splitlines()
+  if SPEED_LOG_HEADER not in "\n".join(lines):
+    raise SystemExit(f"no speed log table (header starting {SPEED_LOG_HEADER!r}) in {path}")
+  at = next(i for i, line in enumerate(lines) if line.startswith(SPEED_LOG_HEADER))
+  end = at
+  while end + 1 < len(lines) and lines[end + 1].startswith("|"):
+    end += 1
+  lines.insert(end + 1, row)
+  with open(path, "w") as f:
+    f.write("\n".join(lines) + "\n")
+
+
+def main(argv: list[str]) -> None:
+  import launch
+  argv, run_name = launch.resolve_config_flag(argv)
+  from absl import flags
+  from ml_collections import config_flags
+  config_flags.DEFINE_config_file("config", None, "Experiment config: NAME[:ARG] or a path.")
+  flags.DEFINE_integer("windows", 7, "Timed windows.")
+  flags.DEFINE_float("window_secs", 2.0, "Approximate length of each window.")
+  flags.DEFINE_string("results", os.path.join(ROOT, "benchmarks", "RESULTS.md"),
+                      "Markdown file whose speed log gets a row; '' for none.")
+  launch.parse_flags(argv)
+  from absl import logging
+  logging.set_verbosity(logging.WARNING)
+  import jax
+  from research.core import loop
+  config = flags.FLAGS.config
+  workdir = tempfile.mkdtemp(prefix=f"throughput_{run_name}_")
+  exp = loop.build(config, workdir)
+  try:
+    calls = loop.train_calls(exp, 0, 10 ** 9)
+    _, inputs = next(calls)
+    startup = time.time() - PROCESS_START  # ready for the first train call
+    flops_per_example, compile_s = step_flops_and_compile_seconds(exp)
+    start = time.perf_counter()
+    state, metrics = exp.train_step(exp.state, *inputs)
+    jax.block_until_ready((state, metrics))
+    first_done = startup + time.perf_counter() - start  # as if that call came first
+    matmul = matmul_flops_per_sec()
+    rates, calls_per_window = timed_windows(exp, state, calls, flags.FLAGS.window_secs,
+                                            flags.FLAGS.windows)
+    matmul += matmul_flops_per_sec()
+  finally:
+    exp.close()
+  median, peak = statistics.median(rates), statistics.median(matmul)
+  result = {
+      "config": run_name, "batch_size": config.batch_size, "steps_per_call": config.steps_per_call,
+      "precision": config.precision, "examples_per_s_median": round(median, 1),
+      "examples_per_s_min": round(min(rates), 1), "examples_per_s_max": round(max(rates), 1),
+      "windows": len(rates), "calls_per_window": calls_per_window,
+      "compile_s": round(compile_s, 3), "startup_s": round(startup, 2),
+      "first_step_done_s": round(first_done, 2),
+      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+      "step_mflops_per_example": round(flops_per_example / 1e6, 3),
+      "matmul_gflops": round(peak / 1e9, 1),
+      "roofline_fraction": round(median * flops_per_example / peak, 4),
+      "load": load_average(), "machine": machine(), "versions": versions(),
+  }
+  print(json.dumps(result), flush=True)
+  if flags.FLAGS.results:
+    data_dir = os.environ.get("TFDS_DATA_DIR", "")
+    command = (f"TFDS_DATA_DIR={data_dir} " if data_dir else "") + "python benchmarks/throughput.py " + \
+        " ".join(shlex.quote(a) for a in sys.argv[1:])
+    append_row(flags.FLAGS.results, result, command)
+
+
+if __name__ == "__main__":
+  main(sys.argv)
