@@ -58,6 +58,12 @@ def base_config() -> ml_collections.ConfigDict:
   config.precision = "float32"  # or "bfloat16": forward/backward dtype; params stay float32
   config.compilation_cache_dir = ""  # a folder: persistent XLA cache shared by runs
   config.profile_steps = ""  # "START:END": a jax.profiler trace of those steps in WORKDIR/profile
+
+  # vmap-parallel replicas of the run (research/core/replicas.py): one jitted step trains
+  # a replica per seed and/or learning rate; empty: a single run.
+  config.replicas = ml_collections.ConfigDict()
+  config.replicas.seeds = ()
+  config.replicas.learning_rates = ()
   return config
 
 
@@ -100,10 +106,10 @@ GOEMOTIONS_LABELS = (
 # almost no example. CLINC150: the in-scope intents only (its *_oos splits are unused).
 TEXT_DATASETS = {
     "clinc_oos": dict(feature="text", labels=("intent",), num_classes=150,
-                      splits=("train", "validation", "test"), max_length=32),
+                      splits=("train", "validation", "test"), max_length=24),
     "goemotions": dict(feature="comment_text", labels=GOEMOTIONS_LABELS,
                        num_classes=len(GOEMOTIONS_LABELS),
-                       splits=("train", "validation", "test"), max_length=64),
+                       splits=("train", "validation", "test"), max_length=40),
 }
 
 
@@ -128,51 +134,6 @@ def text_dataset(config: ml_collections.ConfigDict, name: str) -> ml_collections
   config.model.num_classes = spec["num_classes"]
   config.model.vocab_size = config.data.text.get_ref("vocab_size")
   config.gate = ""
-  return config
-
-
-# Model presets a VAE config accepts as ARG (``--config=vae:iwae_arch``, or with a
-# dataset: ``--config=vae:iwae_arch,digits``).
-VAE_PRESETS = {
-    # Burda et al. (2016), one stochastic layer: 784-200-200-(2x50) and 50-200-200-784, tanh.
-    "iwae_arch": {"hidden": (200, 200), "latent_dim": 50, "activation": "tanh"},
-}
-
-
-def vae(config: ml_collections.ConfigDict, arg: str | None, model: str, likelihood: str,
-        objective: str = "elbo", num_samples: int = 1, beta: float = 1.0,
-        kl_warmup_steps: int = 0, nll_chunk: int = 50, num_classes: int = 0,
-        **model_fields) -> ml_collections.ConfigDict:
-  """Sets up the VAE task (research/tasks/vae.py) with ``research/models/<model>.py``.
-
-  ``arg`` is a comma-separated list of ``VAE_PRESETS`` names and at most one dataset.
-  Binarized images get a Bernoulli decoder; grey levels a discrete one (logistic or
-  categorical) on pixels scaled to [0, 1].
-  """
-  tokens = [t for t in (arg or "").split(",") if t]
-  presets = [t for t in tokens if t in VAE_PRESETS]
-  datasets = [t for t in tokens if t not in VAE_PRESETS]
-  if len(datasets) > 1:
-    raise ValueError(f"config argument {arg!r} names more than one dataset")
-  config.task.name = "vae"
-  config.task.likelihood = likelihood
-  config.task.objective = objective
-  config.task.num_samples = num_samples
-  config.task.beta = beta
-  config.task.kl_warmup_steps = kl_warmup_steps
-  config.task.nll_samples = 5000  # the final test NLL by importance sampling
-  config.task.nll_chunk = nll_chunk
-  config.task.sample_class = -1
-  config.data.preprocess = "scale(0, 1)|binarize" if likelihood == "bernoulli" else "scale(0, 1)"
-  config.model.name = model
-  config.model.num_classes = num_classes
-  config.model.update(model_fields)
-  for preset in presets:
-    config.model.update(VAE_PRESETS[preset])
-  name = select_dataset(config, datasets[0] if datasets else None)
-  config.model.image_shape = IMAGE_SHAPES[name]
-  if name == "digits":
-    config.task.nll_samples = 200
   return config
 
 
@@ -218,46 +179,4 @@ def vae(config: ml_collections.ConfigDict, arg: str | None, model: str, likeliho
   config.model.image_shape = IMAGE_SHAPES[name]
   if name == "digits":
     config.task.nll_samples = 100  # seconds, for quick runs and tests
-  return config
-
-
-GOEMOTIONS_LABELS = (
-    "admiration", "amusement", "anger", "annoyance", "approval", "caring", "confusion",
-    "curiosity", "desire", "disappointment", "disapproval", "disgust", "embarrassment",
-    "excitement", "fear", "gratitude", "grief", "joy", "love", "nervousness", "neutral",
-    "optimism", "pride", "realization", "relief", "remorse", "sadness", "surprise")
-
-# Text datasets: the text feature, the label feature(s) (several: multi-label), the
-# number of classes, the splits (train, validation, test) and a length that truncates
-# almost no example. CLINC150: the in-scope intents only (its *_oos splits are unused).
-TEXT_DATASETS = {
-    "clinc_oos": dict(feature="text", labels=("intent",), num_classes=150,
-                      splits=("train", "validation", "test"), max_length=24),
-    "goemotions": dict(feature="comment_text", labels=GOEMOTIONS_LABELS,
-                       num_classes=len(GOEMOTIONS_LABELS),
-                       splits=("train", "validation", "test"), max_length=40),
-}
-
-
-def text_dataset(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
-  """Reads the text dataset ``name`` (a key of TEXT_DATASETS) as ``tokens`` and ``length``
-  (see research/data/text.py) for a model with ``vocab_size`` and ``num_classes``;
-  several label features make it the multi-label task."""
-  spec = TEXT_DATASETS[name]
-  config.data.name = name
-  config.data.train_split, config.data.val_split, config.data.test_split = spec["splits"]
-  config.data.features = (spec["feature"], *spec["labels"])
-  config.data.preprocess = ""
-  config.data.text = ml_collections.ConfigDict()
-  config.data.text.feature = spec["feature"]
-  config.data.text.labels = spec["labels"]
-  config.data.text.vocab_size = 10_000  # including <pad> and <unk>
-  config.data.text.min_count = 2  # rarer training words become <unk>
-  config.data.text.max_length = spec["max_length"]
-  config.task.inputs = ("tokens", "length")
-  if len(spec["labels"]) > 1:
-    config.task.name = "multilabel"
-  config.model.num_classes = spec["num_classes"]
-  config.model.vocab_size = config.data.text.get_ref("vocab_size")
-  config.gate = ""
   return config

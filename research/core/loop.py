@@ -19,8 +19,8 @@ from absl import logging
 from clu import periodic_actions
 from jax.experimental import multihost_utils
 
-from research.core import (checkpoint, errors, gate, optim, preemption, sharding,
-                           state as state_lib, step as step_lib, validation, writers)
+from research.core import (checkpoint, errors, gate, optim, preemption, replicas as replicas_lib,
+                           sharding, state as state_lib, step as step_lib, validation, writers)
 from research.data import pipeline, preprocess, text
 from research.evaluation import images as images_lib
 from research.tasks import base as tasks_base
@@ -72,17 +72,21 @@ def run_rngs(seed: int) -> dict[str, jax.Array]:
   return {"init": init, "train": train, "eval": jax.random.PRNGKey(EVAL_KEY)}
 
 
-def init_state(task, optimizer, preprocess_fn, example: dict, seed: int) -> state_lib.TrainState:
-  """A fresh TrainState: the task's variables initialised on ``example``'s shapes."""
-  rngs = run_rngs(seed)
-
-  @jax.jit
-  def init(example):
+def make_init(task, optimizer, preprocess_fn):
+  """``init(seed, example) -> TrainState``: the task's variables initialised on
+  ``example``'s shapes (pure; vmapped over seeds for replicas)."""
+  def init(seed, example):
+    rngs = run_rngs(seed)
     variables = task.init_variables(rngs["init"], preprocess_fn(example, rngs["init"]))
     params, model_state = state_lib.split_variables(variables)
     return state_lib.create_train_state(params, model_state, optimizer, rngs["train"])
 
-  return init(example)
+  return init
+
+
+def init_state(task, optimizer, preprocess_fn, example: dict, seed: int) -> state_lib.TrainState:
+  """A fresh TrainState for ``seed``."""
+  return jax.jit(make_init(task, optimizer, preprocess_fn))(seed, example)
 
 
 def prefixed(prefix: str, metrics: dict) -> dict:
@@ -95,12 +99,15 @@ def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
       f.write(config.to_json_best_effort(indent=2))
 
 
-def checked_scalars(train_metrics, checkpointer: checkpoint.Checkpointer) -> dict[str, float]:
-  """The window's train metrics as floats; raises errors.NonFiniteError when a guard fired."""
-  scalars = {k: float(v) for k, v in train_metrics.compute().items()}
-  fired = {k[len(step_lib.GUARD_PREFIX):]: int(scalars.pop(k)) for k in list(scalars)
-           if k.startswith(step_lib.GUARD_PREFIX)}
-  fired = {name: step for name, step in fired.items() if step >= 0}
+def checked_scalars(train_metrics, checkpointer: checkpoint.Checkpointer,
+                    replicas: replicas_lib.Replicas | None = None) -> dict[str, np.ndarray]:
+  """The window's train metrics (arrays over replicas, if any); raises
+  errors.NonFiniteError when a guard fired."""
+  scalars = replicas_lib.compute(train_metrics, replicas)
+  fired = {k[len(step_lib.GUARD_PREFIX):]: scalars.pop(k) for k in list(scalars)
+           if k.startswith(step_lib.GUARD_PREFIX)}  # per replica: the first step of any
+  fired = {name: int(steps[steps >= 0].min()) for name, steps in fired.items()
+           if np.any(steps >= 0)}
   if fired:
     name, step = min(fired.items(), key=lambda item: item[1])
     raise errors.NonFiniteError(
@@ -114,9 +121,13 @@ def checked_scalars(train_metrics, checkpointer: checkpoint.Checkpointer) -> dic
 class Evaluator:
   """Validation metrics and image summaries, written at each evaluation."""
 
-  def __init__(self, task, preprocess_fn, eval_step, data: Data, writer, workdir: str, rng):
+  def __init__(self, task, preprocess_fn, eval_step, data: Data, writer, workdir: str, rng,
+               replicas: replicas_lib.Replicas | None = None, replicated=None):
     self.eval_step, self.data, self.writer, self.workdir, self.rng = (
         eval_step, data, writer, workdir, rng)
+    self.replicas, self.replicated = replicas, replicated
+    if replicas is not None:
+      self.take = replicas_lib.make_take(replicated)
 
     def images(params, model_state, batch):
       batch, _ = step_lib.split_mask(batch)
@@ -133,21 +144,36 @@ class Evaluator:
 
       self.predict = jax.jit(predict)
 
+  def per_replica(self, fn, state, *args) -> dict[str, float]:
+    """``fn(state, *args, name)``, or with replicas each replica's, under ``replica_I/``."""
+    if self.replicas is None:
+      return fn(state, *args, "")
+    results = {}
+    for i in range(len(self.replicas)):
+      name = self.replicas.prefix(i)
+      results.update(prefixed(name, fn(self.take(state, i), *args, name)))
+    return results
+
   def metrics(self, state, split: str) -> dict[str, float]:
-    return prefixed(split, evaluate(self.eval_step, state, getattr(self.data, split), self.rng))
+    return self.per_replica(lambda state, name: prefixed(
+        split, evaluate(self.eval_step, state, getattr(self.data, split), self.rng)), state)
 
   def report(self, state, split: str) -> dict[str, float]:
     """The task's split-level evaluation (e.g. confusion matrix, calibration); process 0
-    writes its files to ``workdir/reports``. Empty for tasks without one."""
+    writes its files to ``workdir/reports`` (``reports/replica_I``). Empty for tasks
+    without one."""
     if self.task.predict is None:
       return {}
+    return self.per_replica(self._report, state, split)
+
+  def _report(self, state, split: str, name: str) -> dict[str, float]:
     outputs = [multihost_utils.process_allgather(
         self.predict(state.params, state.model_state, batch, jax.random.fold_in(self.rng, i)),
         tiled=True) for i, batch in enumerate(getattr(self.data, split))]
     outputs = {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
     keep = outputs.pop("mask") > 0
     predictions = {k: v[keep] for k, v in outputs.items()}
-    directory = os.path.join(self.workdir, "reports") if jax.process_index() == 0 else None
+    directory = os.path.join(self.workdir, "reports", name) if jax.process_index() == 0 else None
     return prefixed(split, self.task.report(predictions, directory, split))
 
   def __call__(self, state, step: int) -> dict[str, float]:
@@ -157,14 +183,19 @@ class Evaluator:
     return metrics
 
   def write_images(self, state, step: int) -> None:
+    self.per_replica(self._write_images, state, step)
+
+  def _write_images(self, state, step: int, name: str) -> dict:
     summaries = self.images(state.params, state.model_state, self.data.val[0])
-    if not summaries:
-      return
-    grids = {k: images_lib.make_grid(np.asarray(v), columns=8) for k, v in summaries.items()}
+    grids = {"_".join(filter(None, [name, k])): images_lib.make_grid(np.asarray(v), columns=8)
+             for k, v in summaries.items()}
+    if not grids:
+      return {}
     self.writer.write_images(step, {k: g[None] for k, g in grids.items()})
     if jax.process_index() == 0:
-      for name, grid in grids.items():
-        images_lib.save_png(os.path.join(self.workdir, "images", f"{name}_{step:08d}.png"), grid)
+      for key, grid in grids.items():
+        images_lib.save_png(os.path.join(self.workdir, "images", f"{key}_{step:08d}.png"), grid)
+    return {}
 
 
 INPUT_SPEC_FILE = "input_spec.json"
@@ -204,6 +235,7 @@ class Experiment:
   evaluator: Evaluator
   device_train: dict | None = None  # the training split on device (steps_per_call > 1)
   indices_sharding: jax.sharding.NamedSharding | None = None
+  replicas: replicas_lib.Replicas | None = None  # vmap-parallel replicas of the run
 
   def close(self) -> None:
     """Waits for pending checkpoint writes and flushes metrics (also after an error)."""
@@ -218,9 +250,11 @@ def use_compilation_cache(directory: str) -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
-def make_train_fn(config, task, optimizer, guards, replicated, batch_sharding, indices_sharding):
+def make_train_fn(config, task, optimizer, guards, replicated, batch_sharding, indices_sharding,
+                  num_steps: int, replicas: replicas_lib.Replicas | None = None):
   """The jitted train and eval steps: one step per call fed a batch, or with
-  ``steps_per_call > 1`` that many steps per call gathered from the device-resident split."""
+  ``steps_per_call > 1`` that many steps per call gathered from the device-resident split,
+  or with replicas one vmapped step fed a batch per replica and their learning rates."""
   preprocess_fn = preprocess.parse(config.data.preprocess)
   # Augmentation ops follow the preprocessing ops in one chain, in training only.
   train_preprocess_fn = preprocess.parse(
@@ -228,7 +262,11 @@ def make_train_fn(config, task, optimizer, guards, replicated, batch_sharding, i
   compute_dtype = None if config.precision == "float32" else jax.numpy.dtype(config.precision)
   train_step = step_lib.make_train_step(task, optimizer, train_preprocess_fn, guards, compute_dtype)
   train_in_shardings = None
-  if config.steps_per_call > 1:
+  if replicas is not None:  # batches stacked on a replica axis, as the indices are
+    train_step = replicas_lib.make_train_step(task, config.optimizer, num_steps,
+                                              train_preprocess_fn, guards, compute_dtype)
+    train_in_shardings = (indices_sharding, replicated)
+  elif config.steps_per_call > 1:
     train_step = step_lib.make_multi_step(train_step, batch_sharding)
     train_in_shardings = (replicated, indices_sharding)
   return step_lib.jit_steps(train_step, step_lib.make_eval_step(task, preprocess_fn),
@@ -256,27 +294,34 @@ def build(config: ml_collections.ConfigDict, workdir: str, training: bool = True
   preprocess_fn = preprocess.parse(config.data.preprocess)
   optimizer = optim.make_optimizer(config.optimizer, num_steps)
   example = {k: v[:1] for k, v in data.train.local_batch(0).items()}
-  state = jax.device_put(init_state(task, optimizer, preprocess_fn, example, config.seed), replicated)
+  replicas = replicas_lib.Replicas.from_config(config)
+  if replicas is None:
+    state = jax.device_put(init_state(task, optimizer, preprocess_fn, example, config.seed),
+                           replicated)
+  else:
+    init = replicas_lib.make_init(make_init(task, optimizer, preprocess_fn), replicas.seeds)
+    state = jax.jit(init, out_shardings=replicated)(example)
   if checkpointer.latest_step() is not None:
     state = checkpointer.restore_latest(state)
-    logging.info("Resumed from the checkpoint at step %d.", int(state.step))
+    logging.info("Resumed from the checkpoint at step %d.", state_lib.step_of(state))
 
   guards = ("params",) if config.optimizer.skip_nonfinite else ("loss", "grad_norm")
   indices_sharding = jax.sharding.NamedSharding(
       mesh, jax.sharding.PartitionSpec(None, sharding.DATA_AXIS))
   train_step, eval_step = make_train_fn(config, task, optimizer, guards, replicated,
-                                        batch_sharding, indices_sharding)
+                                        batch_sharding, indices_sharding, num_steps, replicas)
   device_train = None
   if config.steps_per_call > 1 and training:
     device_train = sharding.to_global_array(data.train.arrays, replicated)
   writer = writers.create_writer(workdir)
   evaluator = Evaluator(task, preprocess_fn, eval_step, data, writer, workdir,
-                        run_rngs(config.seed)["eval"])
+                        run_rngs(config.seed)["eval"], replicas, replicated)
   num_params = sum(np.size(p) for p in jax.tree.leaves(state.params))
+  num_params //= 1 if replicas is None else len(replicas)  # per replica
   logging.info("%d parameters; %d steps (%d per epoch), from step %d.",
-               num_params, num_steps, data.train.steps_per_epoch, int(state.step))
+               num_params, num_steps, data.train.steps_per_epoch, state_lib.step_of(state))
   return Experiment(config, workdir, data, batch_sharding, num_steps, state, checkpointer,
-                    train_step, writer, evaluator, device_train, indices_sharding)
+                    train_step, writer, evaluator, device_train, indices_sharding, replicas)
 
 
 def call_ends(start: int, end: int, steps_per_call: int) -> list[int]:
@@ -294,6 +339,15 @@ def train_calls(exp: Experiment, start: int, end: int):
   reaches ``step`` after ``exp.train_step(state, *inputs)``. Inputs are one host batch
   per call, or the indices of ``steps_per_call`` steps into the device-resident split;
   either way the examples of step ``s`` are ``exp.data.train.indices(s)``."""
+  if exp.replicas is not None:  # each replica's batch (its own data order) and learning rate
+    train = replicas_lib.TrainBatches(exp.data.train, exp.replicas.seeds)
+    learning_rates = jax.device_put(np.asarray(exp.replicas.learning_rates, np.float32),
+                                    exp.evaluator.replicated)
+    batches = pipeline.prefetch(
+        sharding.to_global_array(train.local_batch(s), exp.indices_sharding)
+        for s in range(start, end))
+    yield from zip(range(start + 1, end + 1), ((b, learning_rates) for b in batches))
+    return
   if exp.device_train is None:
     batches = pipeline.prefetch(
         sharding.to_global_array(exp.data.train.local_batch(s), exp.batch_sharding)
@@ -340,7 +394,7 @@ def train(exp: Experiment, step_hook: Callable[[int], None] | None = None):
   """Runs the train step from the restored step to the last; returns the final state and
   the last validation metrics (None when there was nothing left to train)."""
   config, state, writer, checkpointer = exp.config, exp.state, exp.writer, exp.checkpointer
-  start_step, num_steps = int(state.step), exp.num_steps
+  start_step, num_steps = state_lib.step_of(state), exp.num_steps
   if start_step == 0:
     writer.write_hparams({k: v for k, v in config.to_dict().items() if not isinstance(v, dict)})
   # ReportProgress counting steps wants every step; calls of several steps report by time.
@@ -360,14 +414,14 @@ def train(exp: Experiment, step_hook: Callable[[int], None] | None = None):
       is_last, is_log_step = step == num_steps, step % config.log_every_steps == 0
       stop = signals.stop_requested(can_sync=is_log_step)
       if is_log_step or is_last or stop:
-        scalars = checked_scalars(train_metrics, checkpointer)
+        scalars = checked_scalars(train_metrics, checkpointer, exp.replicas)
         elapsed = time.perf_counter() - window_start
         scalars["examples_per_sec"] = (step - window_step) * config.batch_size / elapsed
-        writer.write_scalars(step, prefixed("train", scalars))
+        writer.write_scalars(step, replicas_lib.expand_scalars(prefixed("train", scalars)))
         train_metrics, window_step = None, step
       if step % config.checkpoint_every_steps == 0 or is_last or stop:
         if train_metrics is not None:  # steps since the last log must be finite too
-          checked_scalars(train_metrics, checkpointer)
+          checked_scalars(train_metrics, checkpointer, exp.replicas)
         checkpointer.save(state)
       if stop:
         raise errors.Preempted(signals.signal_name, step, checkpointer.directory)
@@ -384,13 +438,16 @@ def train(exp: Experiment, step_hook: Callable[[int], None] | None = None):
 
 def final_results(exp: Experiment, state, val_metrics: dict | None) -> dict[str, float]:
   """Validation and test metrics of ``state``, the gate, written to results.json."""
-  step = int(state.step)
+  step = state_lib.step_of(state)
   results = dict(val_metrics or exp.evaluator(state, step))
   test_metrics = exp.evaluator.metrics(state, "test")
   test_metrics.update(exp.evaluator.report(state, "test"))
   exp.writer.write_scalars(step, test_metrics)
   results.update(test_metrics)
-  passed = gate.check(exp.config.gate, results)
+  if exp.replicas is None:
+    passed = gate.check(exp.config.gate, results)
+  else:
+    passed = replicas_lib.check_gate(exp.config.gate, results, exp.replicas)
   if passed is not None:
     results["gate_passed"] = float(passed)
   if jax.process_index() == 0:

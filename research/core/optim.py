@@ -8,8 +8,12 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "linear")
 
 
-def make_schedule(config: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
-  lr, warmup = config.learning_rate, config.warmup_steps
+def make_schedule(config: ml_collections.ConfigDict, total_steps: int,
+                  learning_rate=None) -> optax.Schedule:
+  """``config.schedule`` with warm-up, peaking at ``learning_rate`` (default: the config's;
+  an array under vmap for replicas with their own learning rates)."""
+  lr = config.learning_rate if learning_rate is None else learning_rate
+  warmup = config.warmup_steps
   if config.schedule == "constant":
     decay = optax.constant_schedule(lr)
   elif config.schedule == "cosine":
@@ -23,7 +27,8 @@ def make_schedule(config: ml_collections.ConfigDict, total_steps: int) -> optax.
   return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), decay], [warmup])
 
 
-def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
+def make_optimizer(config: ml_collections.ConfigDict, total_steps: int,
+                   learning_rate=None) -> optax.GradientTransformation:
   """Builds ``config.name`` (sgd, adam, adamw) with clipping and a schedule.
 
   With ``config.accumulate_steps = k > 1`` each train step is a micro-batch: the
@@ -32,7 +37,7 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> optax
   schedule counts updates (``total_steps / k``).
   """
   accumulate = config.accumulate_steps
-  schedule = make_schedule(config, -(-total_steps // accumulate))
+  schedule = make_schedule(config, -(-total_steps // accumulate), learning_rate)
   if config.name == "sgd":
     base = optax.sgd(schedule, momentum=config.momentum or None, nesterov=config.nesterov)
   elif config.name == "adam":

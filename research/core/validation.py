@@ -57,6 +57,19 @@ def validate_speed(config: ml_collections.ConfigDict) -> None:
            config.profile_steps, "'' or 'START:END' with 0 <= START < END (steps)")
 
 
+def validate_replicas(config: ml_collections.ConfigDict) -> None:
+  seeds, rates = tuple(config.replicas.seeds), tuple(config.replicas.learning_rates)
+  _require(all(isinstance(s, int) and s >= 0 for s in seeds), "replicas.seeds", seeds,
+           "a tuple of non-negative integers")
+  _require(all(isinstance(r, (int, float)) and r > 0 for r in rates), "replicas.learning_rates",
+           rates, "a tuple of positive numbers")
+  _require(not (seeds and rates) or len(seeds) == len(rates), "replicas.learning_rates", rates,
+           f"as long as replicas.seeds={seeds} (replica i has seed i and learning rate i)")
+  if seeds or rates:
+    _require(config.steps_per_call == 1, "steps_per_call", config.steps_per_call,
+             "1 when training replicas")
+
+
 def parse_profile_steps(spec: str) -> tuple[int, int] | tuple[()] | None:
   """``"START:END"`` as ``(START, END)``, ``""`` as ``()``, anything else as None."""
   if not spec:
@@ -81,6 +94,28 @@ def validate_names(config: ml_collections.ConfigDict) -> None:
       preprocess.parse(config.data[field])
     except errors.ConfigError as e:
       raise errors.ConfigError(f"data.{field}={config.data[field]!r}: {e}") from None
+
+
+def validate_text(config: ml_collections.ConfigDict) -> None:
+  """The text fields (``config.data.text``, research/data/text.py) of a text dataset."""
+  if not text.is_text(config.data):
+    return
+  data, spec = config.data, config.data.text
+  _require(spec.feature in data.features, "data.text.feature", spec.feature,
+           f"one of data.features {tuple(data.features)}")
+  _require(len(spec.labels) > 0 and all(n in data.features for n in spec.labels),
+           "data.text.labels", tuple(spec.labels),
+           f"one or more of data.features {tuple(data.features)}")
+  _require(spec.vocab_size >= 3, "data.text.vocab_size", spec.vocab_size,
+           "at least 3 (<pad>, <unk> and one word)")
+  _require(spec.min_count >= 1, "data.text.min_count", spec.min_count, "a positive integer")
+  _require(spec.max_length >= 1, "data.text.max_length", spec.max_length, "a positive integer")
+  inputs = tuple(config.task.get("inputs", ("image",)))
+  _require(set(inputs) <= {"tokens", "length"}, "task.inputs", inputs,
+           "drawn from ('tokens', 'length'): what a text dataset feeds the model")
+  vocab = config.model.get("vocab_size", spec.vocab_size)
+  _require(vocab >= spec.vocab_size, "model.vocab_size", vocab,
+           f"at least data.text.vocab_size={spec.vocab_size}")
 
 
 def validate_vae(config: ml_collections.ConfigDict) -> None:
@@ -115,28 +150,6 @@ def validate_vae(config: ml_collections.ConfigDict) -> None:
              "-1 for an unconditional model (model.num_classes=0)")
 
 
-def validate_text(config: ml_collections.ConfigDict) -> None:
-  """The text fields (``config.data.text``, research/data/text.py) of a text dataset."""
-  if not text.is_text(config.data):
-    return
-  data, spec = config.data, config.data.text
-  _require(spec.feature in data.features, "data.text.feature", spec.feature,
-           f"one of data.features {tuple(data.features)}")
-  _require(len(spec.labels) > 0 and all(n in data.features for n in spec.labels),
-           "data.text.labels", tuple(spec.labels),
-           f"one or more of data.features {tuple(data.features)}")
-  _require(spec.vocab_size >= 3, "data.text.vocab_size", spec.vocab_size,
-           "at least 3 (<pad>, <unk> and one word)")
-  _require(spec.min_count >= 1, "data.text.min_count", spec.min_count, "a positive integer")
-  _require(spec.max_length >= 1, "data.text.max_length", spec.max_length, "a positive integer")
-  inputs = tuple(config.task.get("inputs", ("image",)))
-  _require(set(inputs) <= {"tokens", "length"}, "task.inputs", inputs,
-           "drawn from ('tokens', 'length'): what a text dataset feeds the model")
-  vocab = config.model.get("vocab_size", spec.vocab_size)
-  _require(vocab >= spec.vocab_size, "model.vocab_size", vocab,
-           f"at least data.text.vocab_size={spec.vocab_size}")
-
-
 def validate_workdir(workdir: str) -> None:
   try:
     os.makedirs(workdir, exist_ok=True)
@@ -150,6 +163,7 @@ def validate_workdir(workdir: str) -> None:
 def validate(config: ml_collections.ConfigDict, workdir: str) -> None:
   validate_numbers(config)
   validate_speed(config)
+  validate_replicas(config)
   validate_names(config)
   validate_text(config)
   validate_vae(config)
