@@ -16,7 +16,7 @@ EIGHT_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
 
 # (arguments after --config=..., fragments the error line must contain, extra env)
 CASES = {
-    "unknown config": (["--config=vea"], ["unknown config 'vea'", "available: cnn, cnn_strong, logreg"]),
+    "unknown config": (["--config=vea"], ["unknown config 'vea'", "available: ", "cnn_strong, ", "logreg"]),
     "config argument": (["--config=vae:mnistt"], ["unknown config argument 'mnistt'"]),
     "misspelled field": (["--config.batch_sise=3"], ["no field 'batch_sise'", "batch_size"]),
     "misspelled nested field": (["--config.model.hiden=3"], ["no field 'hiden'", "hidden"]),
