@@ -18,7 +18,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.optimizer.warmup_steps = 500
   config.optimizer.grad_clip_norm = 1.0
   common.classification(config, "vit", patch_size=4, hidden=64, depth=4, num_heads=4,
-                        mlp_dim=128, dropout=0.0)
+                        mlp_dim=256, dropout=0.0)
   common.select_dataset(config, arg)
   if config.data.name == "digits":
     config.model.patch_size = 2

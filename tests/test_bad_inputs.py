@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from research.core import errors, loop
+from research.core import errors, loop, validation
 from tests.conftest import error_lines, load_config, run_launcher
 
 def saved_checkpoints(workdir) -> list[str]:
@@ -44,14 +44,6 @@ CASES = {
     "gate on an unknown metric": (["--config.gate=test/accuracy>=0.9"],
                                   ["gate='test/accuracy>=0.9'", "neg_elbo"]),
     "malformed gate": (["--config.gate=accuracy>0.9"], ["gate must look like"]),
-    "unknown rnn cell": (["--config=rnn:digits", "--config.model.cell=rnnn"],
-                         ["model.cell='rnnn' is not allowed", "'lstm', 'gru'"]),
-    "unknown activation": (["--config.model.activation=relux"], ["unknown activation 'relux'"]),
-    "image shape unlike the data": (["--config.model.image_shape=(28, 28, 1)"],
-                                    ["model.image_shape=(28, 28, 1)", "(8, 8, 1)"]),
-    "split that does not exist": (["--config.data.val_split=validation"],
-                                  ["data.val_split='validation' is not a split of 'digits'", "train, test"]),
-    "unknown dataset": (["--config.data.name=no_such_data"], ["unknown dataset 'no_such_data'"]),
     "unwritable workdir": (["--workdir=/proc/no_such_dir"], ["--workdir='/proc/no_such_dir' cannot be written"]),
 }
 
@@ -73,6 +65,38 @@ def test_bad_input_is_one_line(case, data_dir, tmp_path):
   assert not saved_checkpoints(tmp_path / "run")
 
 
+# Errors found once the data and model are loaded, checked in this process: the launcher
+# prints any UserError as its one-line message with exit status 2 (the cases above and
+# test_missing_dataset_stops_before_training show that path end to end).
+# (config name, overrides, fragments the message must contain)
+LATE_CASES = {
+    "unknown rnn cell": ("rnn", {"model.cell": "rnnn"}, ["model.cell='rnnn' is not allowed",
+                                                        "'lstm', 'gru'"]),
+    "unknown activation": ("vae", {"model.activation": "relux"}, ["unknown activation 'relux'"]),
+    "image shape unlike the data": ("vae", {"model.image_shape": (28, 28, 1)},
+                                    ["model.image_shape=(28, 28, 1)", "(8, 8, 1)"]),
+    "split that does not exist": ("vae", {"data.val_split": "validation"},
+                                  ["data.val_split='validation' is not a split of 'digits'",
+                                   "train, test"]),
+    "unknown dataset": ("vae", {"data.name": "no_such_data"}, ["unknown dataset 'no_such_data'"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LATE_CASES))
+def test_late_bad_input_is_one_line_user_error(case, data_dir, tmp_path):
+  name, overrides, fragments = LATE_CASES[case]
+  config = load_config(name, data_dir=data_dir, **overrides)
+  workdir = str(tmp_path / "run")
+  with pytest.raises(errors.UserError) as error:
+    validation.validate(config, workdir)
+    loop.train_and_evaluate(config, workdir)
+  message = str(error.value)
+  assert "\n" not in message
+  for fragment in fragments:
+    assert fragment in message, message
+  assert not saved_checkpoints(tmp_path / "run")
+
+
 def test_missing_dataset_stops_before_training(tmp_path):
   proc = run_launcher("--config=cnn", f"--config.data.data_dir={tmp_path}",
                       f"--workdir={tmp_path / 'run'}")
@@ -86,13 +110,12 @@ def test_missing_dataset_stops_before_training(tmp_path):
 
 def test_eval_mode_checks_the_checkpoint_and_its_inputs(data_dir, tmp_path):
   workdir = tmp_path / "run"
-  common = [f"--workdir={workdir}", f"--config.data.data_dir={data_dir}"]
-  proc = run_launcher("--config=vae:digits", "--mode=eval", *common)
-  assert proc.returncode == 2 and "no checkpoint in" in proc.stderr
-
-  proc = run_launcher("--config=vae:digits", "--config.total_steps=10", *common)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  proc = run_launcher("--config=vae:digits", "--mode=eval", "--config.total_steps=10", *common)
+  config = load_config("vae", data_dir=data_dir, total_steps=10)
+  with pytest.raises(errors.UserError, match="no checkpoint in"):
+    loop.evaluate_checkpoint(config, str(workdir))
+  loop.train_and_evaluate(config, str(workdir))
+  proc = run_launcher("--config=vae:digits", "--mode=eval", "--config.total_steps=10",
+                      f"--workdir={workdir}", f"--config.data.data_dir={data_dir}")
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "test/neg_elbo=" in proc.stdout
 

@@ -34,8 +34,9 @@ def test_gradients_reach_every_parameter(name, data_dir):
   config = load_config(name, data_dir=data_dir)
   task, _, state, batch = build(config, 32, 10)
   batch = preprocess.parse(config.data.preprocess)(batch, jax.random.PRNGKey(0))
-  grads = jax.grad(lambda p: task.loss_fn(p, state.model_state, batch, jax.random.PRNGKey(1), True)[0])(
-      state.params)
+  grads = jax.jit(jax.grad(
+      lambda p: task.loss_fn(p, state.model_state, batch, jax.random.PRNGKey(1), True)[0]))(
+          state.params)
   for path, g in jax.tree_util.tree_leaves_with_path(grads):
     assert np.all(np.isfinite(g)), path
     assert np.any(g != 0), f"no gradient reaches {jax.tree_util.keystr(path)}"

@@ -1,10 +1,8 @@
 """Text: the tokenizer (built from train only, saved as JSON and reloaded), padded token
 ids, the text models' padding invariance, multi-label loss and F1, and a launcher run
-on mock CLINC150 / GoEmotions data."""
+on mock GoEmotions data."""
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +15,7 @@ from research.data import preprocess, text
 from research.evaluation import classification as classification_eval
 from research.tasks import base as tasks_base
 from research.tasks import multilabel
-from tests.conftest import ROOT, load_config
+from tests.conftest import load_config
 
 TRAIN = {"text": np.array([b"The cat sat.", b"the dog sat", b"A cat, a DOG!", b"the end"]),
          "intent": np.array([0, 1, 2, 3], np.int32)}
@@ -169,42 +167,22 @@ def test_multilabel_loss_and_f1_match_sklearn():
   assert report["exact_match"] == sk_metrics.accuracy_score(labels, predicted) == 0.25
 
 
-def run_mock_launcher(*args: str) -> subprocess.CompletedProcess:
-  """``launch.py`` in a subprocess whose TFDS serves mock data for every dataset."""
-  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-  return subprocess.run([sys.executable, "-c", MOCK_LAUNCH, *args], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=300)
-
-
-MOCK_LAUNCH = """
-import runpy, sys
-from unittest import mock
-import tensorflow_datasets as tfds
-with tfds.testing.mock_data(num_examples=64), \\
-     mock.patch.object(tfds.core.DatasetBuilder, "is_prepared", return_value=True):
-  sys.argv = ["launch.py", *sys.argv[1:]]
-  runpy.run_path("launch.py", run_name="__main__")
-"""
-
-
-def test_launcher_trains_on_mock_goemotions_and_eval_reloads_the_tokenizer(mock_tfds, tmp_path):
+def test_trains_on_mock_goemotions_and_eval_reloads_the_tokenizer(mock_tfds, tmp_path):
   workdir = tmp_path / "run"
-  flags = [f"--config.{k}={v}" for k, v in {
-      **SMALL_TRANSFORMER, "total_steps": 4, "batch_size": 16, "eval_batch_size": 32,
-      "log_every_steps": 2, "eval_every_steps": 4, "checkpoint_every_steps": 4}.items()]
-  proc = run_mock_launcher("--config=text_transformer:goemotions", f"--workdir={workdir}", *flags)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  config = text_config(arg="goemotions", **SMALL_TRANSFORMER, total_steps=4, batch_size=16,
+                       eval_batch_size=32, log_every_steps=2, eval_every_steps=4,
+                       checkpoint_every_steps=4)
+  loop.train_and_evaluate(config, str(workdir))
   results = json.load(open(workdir / "results.json"))
   for key in ["test/f1_micro", "test/f1_macro", "test/micro_f1", "val/exact_match"]:
     assert 0 <= results[key] <= 1, key
   assert os.listdir(workdir / "reports") == ["test_per_label.csv"]
   spec = json.load(open(workdir / loop.INPUT_SPEC_FILE))
-  config = text_config(arg="goemotions", **SMALL_TRANSFORMER, batch_size=16, eval_batch_size=32)
   assert spec["tokens"] == [[config.data.text.max_length], "int32"]
   assert spec["length"] == [[], "int32"] and spec["label"] == [[28], "int32"]
   tokenizer = (workdir / text.TOKENIZER_FILE).read_text()
 
-  # Eval mode, in this process: the saved tokenizer is reused and the metrics repeat.
+  # Eval mode: the saved tokenizer is reused and the metrics repeat.
   again = loop.evaluate_checkpoint(config, str(workdir))
   assert (workdir / text.TOKENIZER_FILE).read_text() == tokenizer
   for key in ["test/f1_micro", "test/loss", "val/loss"]:

@@ -3,12 +3,12 @@ recall, the confusion matrix, and calibration (expected calibration error and a
 reliability diagram)."""
 import os
 
-import matplotlib
 import numpy as np
-from sklearn import metrics as sk_metrics
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
+from research.evaluation.images import pyplot
+
+# scikit-learn (~1-2 s to import) is imported inside the functions that use it, so a run
+# only pays for it when it evaluates.
 
 
 def calibration_bins(probs: np.ndarray, labels: np.ndarray, num_bins: int = 15):
@@ -31,6 +31,7 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, num_bins: 
 def plot_reliability(probs, labels, path: str, num_bins: int = 15) -> None:
   count, confidence, accuracy = calibration_bins(probs, labels, num_bins)
   edges = np.linspace(0, 1, num_bins + 1)
+  plt = pyplot()
   fig, ax = plt.subplots(figsize=(4, 4))
   ax.bar(edges[:-1], np.where(count > 0, accuracy, 0), width=1 / num_bins, align="edge",
          edgecolor="black", label="accuracy")
@@ -44,6 +45,8 @@ def plot_reliability(probs, labels, path: str, num_bins: int = 15) -> None:
 
 
 def plot_confusion(labels, predictions, num_classes: int, path: str) -> None:
+  from sklearn import metrics as sk_metrics
+  plt = pyplot()
   matrix = sk_metrics.confusion_matrix(labels, predictions, labels=np.arange(num_classes))
   size = max(4, num_classes * 0.4)
   fig, ax = plt.subplots(figsize=(size, size))
@@ -58,6 +61,7 @@ def report(probs: np.ndarray, labels: np.ndarray, directory: str | None, prefix:
   """Scalars over the split; unless ``directory`` is None, also writes there
   ``<prefix>_confusion.png``, ``<prefix>_reliability.png`` and per-class precision
   and recall in ``<prefix>_per_class.csv``."""
+  from sklearn import metrics as sk_metrics
   num_classes = probs.shape[-1]
   predictions = probs.argmax(-1)
   precision, recall, f1, support = sk_metrics.precision_recall_fscore_support(
@@ -85,6 +89,7 @@ def multilabel_report(probs: np.ndarray, labels: np.ndarray, directory: str | No
   ``probs > threshold``: micro and macro precision, recall and F1 (scikit-learn), and
   the exact-match ratio. Unless ``directory`` is None, also writes per-label precision,
   recall, F1 and support to ``<prefix>_per_label.csv``."""
+  from sklearn import metrics as sk_metrics
   predictions = (probs > threshold).astype(np.int32)
   scores = {}
   for average in ("micro", "macro"):

@@ -2,11 +2,16 @@
 import math
 import os
 
-import matplotlib
 import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
+
+def pyplot():
+  """matplotlib.pyplot on the headless Agg backend, imported on first use (it costs ~1 s of
+  start-up that a run only pays once it writes a figure)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  return plt
 
 
 def make_grid(images: np.ndarray, columns: int | None = None, pad: int = 1) -> np.ndarray:
@@ -28,6 +33,7 @@ def save_png(path: str, grid: np.ndarray) -> None:
   os.makedirs(os.path.dirname(path), exist_ok=True)
   scale = max(1, 256 // max(grid.shape[:2]))
   grid = np.kron(grid, np.ones((scale, scale, 1), grid.dtype))
+  plt = pyplot()
   if grid.shape[-1] == 1:
     plt.imsave(path, grid[..., 0], cmap="gray", vmin=0.0, vmax=1.0)
   else:
@@ -37,6 +43,7 @@ def save_png(path: str, grid: np.ndarray) -> None:
 def save_scatter(path: str, points: np.ndarray, labels: np.ndarray | None = None) -> None:
   """A scatter of 2-D points (e.g. posterior means), coloured by label when given."""
   os.makedirs(os.path.dirname(path), exist_ok=True)
+  plt = pyplot()
   fig, ax = plt.subplots(figsize=(6, 6))
   scatter = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=3)
   if labels is not None:
