@@ -4,6 +4,7 @@ Each device count is one subprocess (XLA reads the device count once, at start-u
 that trains every config below in turn, so the suite pays two process start-ups, not
 two per config.
 """
+import json
 import os
 import subprocess
 import sys
@@ -14,20 +15,25 @@ import pytest
 from research.core import writers
 from tests.conftest import ROOT
 
-# (config, the metric compared); cnn_strong has batch norm; iwae draws k samples per
-# image and computes the test NLL over sharded batches.
-CASES = [("cnn", "loss"), ("vae", "neg_elbo"), ("cnn_strong", "loss"), ("iwae", "neg_bound")]
+# config: (the metric compared, config overrides). Every model family on the bundled
+# digits: cnn_strong and resnet carry batch norm; iwae draws k samples per image and
+# computes the test NLL over sharded batches. resnet's SGD at lr 0.1 on 8x8 images
+# amplifies float rounding (the order of the cross-device batch-norm sums) ~3x per
+# step, so it compares at a learning rate where 12 steps stay within tolerance.
+CASES = {"cnn": ("loss", {}), "cnn_strong": ("loss", {}),
+         "resnet": ("loss", {"optimizer.learning_rate": 0.003}), "rnn": ("loss", {}),
+         "vit": ("loss", {}), "vae": ("neg_elbo", {}), "iwae": ("neg_bound", {})}
 
 TRAIN_EACH = """
-import sys
+import json, sys
 import jax
 from research.core import loop
 from tests.conftest import load_config
 
-data_dir, root, names = sys.argv[1], sys.argv[2], sys.argv[3:]
-for name in names:
+data_dir, root, overrides = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+for name, extra in overrides.items():
   config = load_config(name, data_dir=data_dir, total_steps=12, log_every_steps=1,
-                       eval_every_steps=6, checkpoint_every_steps=12)
+                       eval_every_steps=6, checkpoint_every_steps=12, **extra)
   loop.train_and_evaluate(config, f"{root}/{name}")
 print(f"devices={jax.device_count()}")
 """
@@ -40,8 +46,8 @@ def runs(tmp_path_factory, data_dir):
     root = tmp_path_factory.mktemp("devices")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
            "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
-    proc = subprocess.run([sys.executable, "-c", TRAIN_EACH, data_dir, str(root),
-                           *[name for name, _ in CASES]],
+    overrides = json.dumps({name: extra for name, (_, extra) in CASES.items()})
+    proc = subprocess.run([sys.executable, "-c", TRAIN_EACH, data_dir, str(root), overrides],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout.split()[-1], root
@@ -49,8 +55,9 @@ def runs(tmp_path_factory, data_dir):
   return {devices: train_each(devices) for devices in (1, 8)}
 
 
-@pytest.mark.parametrize("name, metric", CASES)
-def test_one_and_eight_devices_agree(name, metric, runs):
+@pytest.mark.parametrize("name", CASES)
+def test_one_and_eight_devices_agree(name, runs):
+  metric = CASES[name][0]
   (devices1, root1), (devices8, root8) = runs[1], runs[8]
   assert (devices1, devices8) == ("devices=1", "devices=8")
   one, eight = writers.read_metrics(root1 / name), writers.read_metrics(root8 / name)
