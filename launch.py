@@ -19,7 +19,7 @@ Exit status (each failure is one line on stderr):
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF only reads data here
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF, when it runs, only reads data
 ROOT = os.path.dirname(os.path.abspath(__file__))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
@@ -144,11 +144,7 @@ def main() -> None:
     print(f"workdir: {os.path.abspath(workdir)}")
     try:
       validation.validate(config, workdir)  # before the heavy imports: bad configs fail fast
-      import tensorflow as tf
-
       from research.core import loop
-
-      tf.config.set_visible_devices([], "GPU")  # tf.data only; JAX owns accelerators
       if flags.FLAGS.mode == "eval":
         results = loop.evaluate_checkpoint(config, workdir)
       elif flags.FLAGS.mode == "sample":

@@ -73,6 +73,26 @@ def matmul_flops_per_sec(n: int = 2048, repeats: int = 5) -> list[float]:
   return rates
 
 
+def flops_of(compiled) -> float:
+  analysis = compiled.cost_analysis()
+  analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
+  return float(analysis["flops"])
+
+
+def unsplit_train_step(exp):
+  """``exp``'s train step on whole batches: XLA's cost analysis counts a loop body once,
+  so a microbatched step (a scan over its parts) is costed through this one."""
+  from research.core import loop, optim, sharding
+  config = exp.config.copy_and_resolve_references()
+  config.microbatch_size = 0
+  optimizer = optim.make_optimizer(config.optimizer, exp.num_steps)
+  train_step, _ = loop.make_train_fn(
+      config, exp.evaluator.task, optimizer, ("loss", "grad_norm"),
+      sharding.replicated(exp.batch_sharding.mesh), exp.batch_sharding, exp.indices_sharding,
+      exp.num_steps, exp.replicas)
+  return train_step
+
+
 def step_flops_and_compile_seconds(exp) -> tuple[float, float]:
   """XLA's FLOPs per example of one train step, and the seconds to trace, lower and
   compile ``exp.train_step`` for a call of one step (with ``steps_per_call > 1``: a
@@ -82,9 +102,9 @@ def step_flops_and_compile_seconds(exp) -> tuple[float, float]:
   start = time.perf_counter()
   compiled = exp.train_step.lower(exp.state, *inputs).compile()
   seconds = time.perf_counter() - start
-  analysis = compiled.cost_analysis()
-  analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
-  return float(analysis["flops"]) / exp.config.batch_size, seconds
+  if exp.config.microbatch_size:
+    compiled = unsplit_train_step(exp).lower(exp.state, *inputs).compile()
+  return flops_of(compiled) / exp.config.batch_size, seconds
 
 
 def steps_of(inputs) -> int:

@@ -17,7 +17,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.augment = "random_shift(2)"
   config.optimizer.learning_rate = 3e-3
   config.optimizer.warmup_steps = 200
-  common.classification(config, "cnn", conv_features=(32, 64), dense_features=(256,),
+  common.classification(config, "cnn", conv_impl=common.CONV_IMPL,
+                        conv_features=(32, 64), dense_features=(256,),
                         pool="max", dropout=0.3, batch_norm=True)
   common.select_dataset(config, arg)
   if config.data.name == "digits":  # 8x8 images: shift by one pixel at most

@@ -3,8 +3,14 @@
 Each config file defines ``get_config(arg=None)``; ``arg`` is the text after a colon
 in ``--config=NAME:ARG`` (e.g. ``digits`` for the bundled offline dataset).
 """
+import os
+
 import ml_collections
 from ml_collections import config_dict
+
+# How convolutional models run their convolutions (research/models/layers.py:Conv): auto
+# (im2col matmuls on CPU, XLA's convolution elsewhere), xla or im2col.
+CONV_IMPL = "auto"
 
 # Image shapes of the datasets the configs know about.
 IMAGE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3),
@@ -28,6 +34,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.name = "mnist"
   config.data.data_dir = config_dict.placeholder(str)  # None: TFDS_DATA_DIR or ~/tensorflow_datasets
   config.data.download = False
+  # Splits read once are kept here as .npz and later runs load them without tf.data; "": off.
+  config.data.cache_dir = os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"),
+                                       "research", "datasets")
   config.data.train_split = "train[:90%]"
   config.data.val_split = "train[90%:]"  # carved from train: test is touched only at the end
   config.data.test_split = "test"
@@ -55,6 +64,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   # Speed (see README "Speed").
   config.steps_per_call = 1  # k > 1: training data on device, k steps per jitted call
+  config.microbatch_size = 0  # m > 0: the step takes each batch's gradient in parts of m examples
   config.precision = "float32"  # or "bfloat16": forward/backward dtype; params stay float32
   config.compilation_cache_dir = ""  # a folder: persistent XLA cache shared by runs
   config.profile_steps = ""  # "START:END": a jax.profiler trace of those steps in WORKDIR/profile

@@ -21,7 +21,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.optimizer.nesterov = True
   config.optimizer.weight_decay = 5e-4
   config.optimizer.warmup_steps = 200
-  common.classification(config, "resnet", stage_sizes=(3, 3, 3), width=16)
+  common.classification(config, "resnet", stage_sizes=(3, 3, 3), width=16,
+                        conv_impl=common.CONV_IMPL)
   name = common.select_dataset(config, arg)
   if name == "cifar10":
     config.gate = "test/accuracy>=0.91"

@@ -12,6 +12,8 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       os.path.join(tempfile.gettempdir(), "research-tests-xla-cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+# The launcher subprocesses cache data splits here, not in the user's ~/.cache.
+os.environ["XDG_CACHE_HOME"] = os.path.join(tempfile.gettempdir(), "research-tests-cache")
 
 import pytest  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
@@ -29,6 +31,7 @@ def load_config(name: str, arg: str | None = "digits", data_dir: str | None = No
   """``configs/<name>.py``'s config for ``arg`` with a few fast-run settings and ``overrides``."""
   config = importlib.import_module(f"configs.{name}").get_config(arg)
   config.data.data_dir = data_dir
+  config.data.cache_dir = ""  # in-process runs read through TFDS (mock data must never be cached)
   config.total_steps = 20
   config.log_every_steps = 10
   config.eval_every_steps = 10

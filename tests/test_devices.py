@@ -15,14 +15,19 @@ import pytest
 from research.core import writers
 from tests.conftest import ROOT
 
-# config: (the metric compared, config overrides). Every model family on the bundled
-# digits: cnn_strong and resnet carry batch norm; iwae draws k samples per image and
-# computes the test NLL over sharded batches. resnet's SGD at lr 0.1 on 8x8 images
-# amplifies float rounding (the order of the cross-device batch-norm sums) ~3x per
-# step, so it compares at a learning rate where 12 steps stay within tolerance.
-CASES = {"cnn": ("loss", {}), "cnn_strong": ("loss", {}),
-         "resnet": ("loss", {"optimizer.learning_rate": 0.003}), "rnn": ("loss", {}),
-         "vit": ("loss", {}), "vae": ("neg_elbo", {}), "iwae": ("neg_bound", {})}
+# case: (config, the metric compared, config overrides). Every model family on the
+# bundled digits: cnn_strong and resnet carry batch norm; iwae draws k samples per image
+# and computes the test NLL over sharded batches; the microbatched cases split each
+# sharded batch into parts (with batch norm: each part's statistics). resnet's SGD at lr
+# 0.1 on 8x8 images amplifies float rounding (the order of the cross-device batch-norm
+# sums) ~3x per step, so it compares at a learning rate where 12 steps stay within
+# tolerance.
+CASES = {"cnn": ("cnn", "loss", {}), "cnn_strong": ("cnn_strong", "loss", {}),
+         "cnn_microbatched": ("cnn", "loss", {"microbatch_size": 32}),
+         "cnn_strong_microbatched": ("cnn_strong", "loss", {"microbatch_size": 64}),
+         "resnet": ("resnet", "loss", {"optimizer.learning_rate": 0.003}),
+         "rnn": ("rnn", "loss", {}), "vit": ("vit", "loss", {}),
+         "vae": ("vae", "neg_elbo", {}), "iwae": ("iwae", "neg_bound", {})}
 
 TRAIN_EACH = """
 import json, sys
@@ -30,11 +35,11 @@ import jax
 from research.core import loop
 from tests.conftest import load_config
 
-data_dir, root, overrides = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-for name, extra in overrides.items():
+data_dir, root, cases = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+for case, (name, extra) in cases.items():
   config = load_config(name, data_dir=data_dir, total_steps=12, log_every_steps=1,
                        eval_every_steps=6, checkpoint_every_steps=12, **extra)
-  loop.train_and_evaluate(config, f"{root}/{name}")
+  loop.train_and_evaluate(config, f"{root}/{case}")
 print(f"devices={jax.device_count()}")
 """
 
@@ -46,8 +51,8 @@ def runs(tmp_path_factory, data_dir):
     root = tmp_path_factory.mktemp("devices")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
            "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
-    overrides = json.dumps({name: extra for name, (_, extra) in CASES.items()})
-    proc = subprocess.run([sys.executable, "-c", TRAIN_EACH, data_dir, str(root), overrides],
+    cases = json.dumps({case: (name, extra) for case, (name, _, extra) in CASES.items()})
+    proc = subprocess.run([sys.executable, "-c", TRAIN_EACH, data_dir, str(root), cases],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout.split()[-1], root
@@ -57,7 +62,7 @@ def runs(tmp_path_factory, data_dir):
 
 @pytest.mark.parametrize("name", CASES)
 def test_one_and_eight_devices_agree(name, runs):
-  metric = CASES[name][0]
+  metric = CASES[name][1]
   (devices1, root1), (devices8, root8) = runs[1], runs[8]
   assert (devices1, devices8) == ("devices=1", "devices=8")
   one, eight = writers.read_metrics(root1 / name), writers.read_metrics(root8 / name)

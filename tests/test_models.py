@@ -1,10 +1,12 @@
 """Model output shapes and parameter counts."""
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from research.models import cnn, linear, mlp, resnet, rnn, vae, vit
+from research.core import errors
+from research.models import cnn, layers, linear, mlp, resnet, rnn, vae, vit
 
 
 def count_params(variables) -> int:
@@ -68,3 +70,42 @@ def test_resnet20_size_and_batch_stats():
   assert "batch_stats" in variables
   logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
   assert logits.shape == (2, 10) and "batch_stats" in updates
+
+
+@pytest.mark.parametrize("shape, kernel, strides, padding", [
+    ((9, 9, 3), (3, 3), (1, 1), "SAME"), ((9, 8, 4), (3, 3), (2, 2), "SAME"),
+    ((8, 8, 4), (1, 1), (2, 2), "SAME"), ((8, 8, 2), (4, 4), (4, 4), "VALID"),
+    ((9, 9, 3), (4, 4), (2, 2), "SAME")])
+def test_im2col_convolution_equals_xla_and_nn_conv(shape, kernel, strides, padding):
+  """Same parameters as nn.Conv (names, shapes, initial values); im2col's outputs and
+  gradients equal XLA's convolution."""
+  x = jax.random.normal(jax.random.PRNGKey(1), (2,) + shape)
+  conv = {impl: layers.Conv(5, kernel, strides, padding, impl=impl) for impl in ("xla", "im2col")}
+  variables = conv["xla"].init(jax.random.PRNGKey(0), x)
+  reference = nn.Conv(5, kernel, strides, padding)
+  assert jax.tree.all(jax.tree.map(jnp.array_equal, variables,
+                                   reference.init(jax.random.PRNGKey(0), x)))
+  np.testing.assert_allclose(conv["xla"].apply(variables, x), reference.apply(variables, x),
+                             atol=1e-6)
+
+  def grads(impl):
+    loss = lambda v, x: jnp.sum(jnp.sin(conv[impl].apply(v, x)))  # noqa: E731
+    return jax.grad(loss, argnums=(0, 1))(variables, x)
+
+  np.testing.assert_allclose(conv["im2col"].apply(variables, x), conv["xla"].apply(variables, x),
+                             atol=1e-5)
+  for a, b in zip(jax.tree.leaves(grads("im2col")), jax.tree.leaves(grads("xla")), strict=True):
+    np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["avg", "max"])
+def test_pool_equals_flax_pooling(kind):
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 7, 6, 3))
+  flax_pool = {"avg": nn.avg_pool, "max": nn.max_pool}[kind]
+  np.testing.assert_allclose(layers.pool(x, kind, 2), flax_pool(x, (2, 2), strides=(2, 2)),
+                             atol=1e-6)
+
+
+def test_unknown_conv_impl_is_a_config_error():
+  with pytest.raises(errors.ConfigError, match="convolution implementation"):
+    layers.Conv(4, impl="fft").init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 1)))

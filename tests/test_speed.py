@@ -50,7 +50,7 @@ def test_call_ends_fall_on_multiples_of_steps_per_call():
   assert loop.call_ends(5, 5, 4) == []
 
 
-def cnn_step(data_dir, accumulate: int):
+def cnn_step(data_dir, accumulate: int, microbatches: int = 1):
   """The CNN's train step (no batch norm, no dropout): SGD with momentum, a constant rate."""
   config = load_config("cnn", data_dir=data_dir)
   config.optimizer.update(name="sgd", learning_rate=0.1, schedule="constant",
@@ -59,14 +59,47 @@ def cnn_step(data_dir, accumulate: int):
   optimizer = optim.make_optimizer(config.optimizer, 100)
   preprocess_fn = preprocess.parse(config.data.preprocess)
   return task, optimizer, preprocess_fn, jax.jit(
-      step_lib.make_train_step(task, optimizer, preprocess_fn))
+      step_lib.make_train_step(task, optimizer, preprocess_fn, microbatches=microbatches))
+
+
+def random_digits(size: int, seed: int = 0) -> dict[str, np.ndarray]:
+  rng = np.random.default_rng(seed)
+  return {"image": rng.integers(0, 256, (size, 8, 8, 1)).astype(np.uint8),
+          "label": rng.integers(0, 10, (size,)).astype(np.int64)}
+
+
+def test_microbatches_equal_the_whole_batch(data_dir):
+  """The step's gradient over 4 microbatches in turn is the whole batch's: same update,
+  same per-example metrics."""
+  batch = random_digits(64)
+  results = {}
+  for microbatches in (1, 4):
+    task, optimizer, preprocess_fn, train_step = cnn_step(data_dir, 1, microbatches)
+    state = loop.init_state(task, optimizer, preprocess_fn,
+                            {n: v[:1] for n, v in batch.items()}, seed=0)
+    for _ in range(3):
+      state, metrics = train_step(state, batch)
+    results[microbatches] = state, metrics.compute()
+  (whole, whole_metrics), (parts, parts_metrics) = results[1], results[4]
+  for a, b in zip(jax.tree.leaves(whole.params), jax.tree.leaves(parts.params), strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  assert sorted(whole_metrics) == sorted(parts_metrics)
+  for key in whole_metrics:
+    np.testing.assert_allclose(whole_metrics[key], parts_metrics[key], rtol=1e-5, err_msg=key)
+
+
+def test_microbatch_split_round_trips_and_keeps_device_blocks():
+  batch = {"x": np.arange(32).reshape(16, 2)}
+  parts = step_lib.split_microbatches(batch, 4)
+  assert parts["x"].shape == (4, 4, 2)
+  # Microbatch j takes examples j, j + 4, ...: one from each block of 4 (a device's shard).
+  np.testing.assert_array_equal(parts["x"][1, :, 0], [2, 10, 18, 26])
+  np.testing.assert_array_equal(step_lib.merge_microbatches(parts)["x"], batch["x"])
 
 
 def test_accumulated_micro_batches_equal_one_big_batch(data_dir):
   k, micro = 4, 16
-  rng = np.random.default_rng(0)
-  batch = {"image": rng.integers(0, 256, (k * micro, 8, 8, 1)).astype(np.uint8),
-           "label": rng.integers(0, 10, (k * micro,)).astype(np.int64)}
+  batch = random_digits(k * micro)
   states = {}
   for accumulate in (1, k):
     task, optimizer, preprocess_fn, train_step = cnn_step(data_dir, accumulate)
@@ -109,7 +142,8 @@ def test_profile_steps_writes_a_trace_and_cache_dir_fills(data_dir, tmp_path):
 
 @pytest.mark.parametrize("field, value", [
     ("steps_per_call", 0), ("steps_per_call", 3), ("precision", "float16"),
-    ("profile_steps", "5"), ("profile_steps", "6:2"), ("optimizer.accumulate_steps", 0)])
+    ("profile_steps", "5"), ("profile_steps", "6:2"), ("optimizer.accumulate_steps", 0),
+    ("microbatch_size", 48), ("microbatch_size", -1)])
 def test_bad_speed_options_are_one_line_errors(field, value, data_dir, tmp_path):
   config = load_config("cnn", data_dir=data_dir, **{field: value})
   with pytest.raises(errors.ConfigError, match=field.split(".")[-1]) as e:

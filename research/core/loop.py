@@ -250,6 +250,11 @@ def use_compilation_cache(directory: str) -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
+def num_microbatches(config: ml_collections.ConfigDict) -> int:
+  """How many parts the train step splits each batch into (``microbatch_size``; 0: one)."""
+  return config.batch_size // config.microbatch_size if config.microbatch_size else 1
+
+
 def make_train_fn(config, task, optimizer, guards, replicated, batch_sharding, indices_sharding,
                   num_steps: int, replicas: replicas_lib.Replicas | None = None):
   """The jitted train and eval steps: one step per call fed a batch, or with
@@ -260,11 +265,13 @@ def make_train_fn(config, task, optimizer, guards, replicated, batch_sharding, i
   train_preprocess_fn = preprocess.parse(
       "|".join(filter(None, [config.data.preprocess, config.data.augment])))
   compute_dtype = None if config.precision == "float32" else jax.numpy.dtype(config.precision)
-  train_step = step_lib.make_train_step(task, optimizer, train_preprocess_fn, guards, compute_dtype)
+  step_options = dict(guards=guards, compute_dtype=compute_dtype,
+                      microbatches=num_microbatches(config))
+  train_step = step_lib.make_train_step(task, optimizer, train_preprocess_fn, **step_options)
   train_in_shardings = None
   if replicas is not None:  # batches stacked on a replica axis, as the indices are
     train_step = replicas_lib.make_train_step(task, config.optimizer, num_steps,
-                                              train_preprocess_fn, guards, compute_dtype)
+                                              train_preprocess_fn, **step_options)
     train_in_shardings = (indices_sharding, replicated)
   elif config.steps_per_call > 1:
     train_step = step_lib.make_multi_step(train_step, batch_sharding)

@@ -50,12 +50,13 @@ def make_init(init_fn, seeds: tuple[int, ...]):
 
 
 def make_train_step(task, optimizer_config: ml_collections.ConfigDict, num_steps: int,
-                    preprocess, guards, compute_dtype):
+                    preprocess, **step_options):
   """``(states, batches, learning_rates) -> (states, metrics)``: the core's train step
-  with each replica's optimizer (built for its learning rate), vmapped over replicas."""
+  (``step_options`` as ``step.make_train_step`` takes them) with each replica's optimizer
+  (built for its learning rate), vmapped over replicas."""
   def replica_step(state, batch, learning_rate):
     optimizer = optim.make_optimizer(optimizer_config, num_steps, learning_rate)
-    return step_lib.make_train_step(task, optimizer, preprocess, guards, compute_dtype)(state, batch)
+    return step_lib.make_train_step(task, optimizer, preprocess, **step_options)(state, batch)
 
   return jax.vmap(replica_step)
 

@@ -90,23 +90,67 @@ def mixed_precision_loss(loss_fn, compute_dtype):
   return loss
 
 
+def split_microbatches(tree, num: int):
+  """Per-example arrays ``(B, ...)`` as ``num`` microbatches ``(num, B / num, ...)``;
+  microbatch ``j`` holds examples ``j, j + num, j + 2 num, ...``, so when the batch is
+  sharded over devices in equal contiguous blocks, every microbatch is too."""
+  return jax.tree.map(lambda x: x.reshape((x.shape[0] // num, num) + x.shape[1:]).swapaxes(0, 1),
+                      tree)
+
+
+def merge_microbatches(tree):
+  """The inverse of ``split_microbatches``: ``(num, B / num, ...)`` back to ``(B, ...)``."""
+  return jax.tree.map(lambda x: x.swapaxes(0, 1).reshape((-1,) + x.shape[2:]), tree)
+
+
+def microbatched_value_and_grad(loss_fn, num: int):
+  """``jax.value_and_grad(loss_fn, has_aux=True)`` over the batch in ``num`` equal
+  microbatches, one after another (``lax.scan``): the loss and gradients are the means of
+  the microbatches', equal to the whole batch's for a loss that is a mean over examples
+  plus terms of the parameters alone. Working memory is that of one microbatch, which keeps
+  activations in cache on CPUs. Each microbatch gets its own key (dropout and sampling
+  differ from the unsplit batch), and model state runs through them in turn: batch norm
+  normalizes with each microbatch's statistics ("ghost" batch norm)."""
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+  if num == 1:
+    return grad_fn
+
+  def value_and_grad(params, model_state, batch, rng, train):
+    def accumulate(carry, microbatch_and_key):
+      loss_sum, grads_sum, model_state = carry
+      (loss, (outputs, model_state)), grads = grad_fn(params, model_state, *microbatch_and_key,
+                                                      train)
+      return (loss_sum + loss, jax.tree.map(jnp.add, grads_sum, grads), model_state), outputs
+
+    zeros = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params), model_state)
+    inputs = (split_microbatches(batch, num), jax.random.split(rng, num))
+    (loss, grads, model_state), outputs = jax.lax.scan(accumulate, zeros, inputs)
+    grads = jax.tree.map(lambda g: g / num, grads)
+    return (loss / num, (merge_microbatches(outputs), model_state)), grads
+
+  return value_and_grad
+
+
 def make_train_step(task, optimizer: optax.GradientTransformation, preprocess: Preprocess,
-                    guards: tuple[str, ...] = ("loss", "grad_norm"), compute_dtype=None):
+                    guards: tuple[str, ...] = ("loss", "grad_norm"), compute_dtype=None,
+                    microbatches: int = 1):
   """Returns the pure ``train_step(state, batch) -> (state, metrics)``.
 
   ``guards`` are watched for non-finite values without a host sync: the metrics
   carry the first step at which each of ``loss``, ``grad_norm`` or ``params`` (after
   the update) was not finite, for the loop to read when it logs. ``compute_dtype``
   (e.g. ``jnp.bfloat16``) is the dtype of the forward and backward pass; parameters
-  and optimizer state stay float32.
+  and optimizer state stay float32. ``microbatches > 1`` computes the gradient over that
+  many equal parts of the batch in turn (``microbatched_value_and_grad``); preprocessing
+  and the update still see the whole batch.
   """
   collection = train_metrics_collection(task.metrics, guards)
   loss_fn = mixed_precision_loss(task.loss_fn, compute_dtype)
+  grad_fn = microbatched_value_and_grad(loss_fn, microbatches)
 
   def train_step(state: TrainState, batch: dict):
     preprocess_rng, loss_rng = step_rngs(state)
     batch = preprocess(batch, preprocess_rng)
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     (loss, (outputs, model_state)), grads = grad_fn(
         state.params, state.model_state, batch, loss_rng, True)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)

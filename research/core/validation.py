@@ -46,12 +46,19 @@ PRECISIONS = ("float32", "bfloat16")
 
 
 def validate_speed(config: ml_collections.ConfigDict) -> None:
-  """steps_per_call, precision and profile_steps."""
+  """steps_per_call, microbatch_size, precision and profile_steps."""
   k = config.steps_per_call
   _require(k >= 1, "steps_per_call", k, "a positive integer")
   for field in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps"):
     _require(config[field] % k == 0, field, config[field],
              f"a multiple of steps_per_call={k}")
+  m = config.microbatch_size
+  _require(m == 0 or (m > 0 and config.batch_size % m == 0 and m % jax.device_count() == 0),
+           "microbatch_size", m, f"0 (whole batches) or a divisor of batch_size="
+           f"{config.batch_size} that is a multiple of the {jax.device_count()} device(s)")
+  if m and config.task.get("kl_warmup_steps", 0):
+    _require(m == config.batch_size, "microbatch_size", m,
+             "0 with task.kl_warmup_steps > 0 (the warm-up counts loss evaluations)")
   _require(config.precision in PRECISIONS, "precision", config.precision, f"one of {PRECISIONS}")
   _require(parse_profile_steps(config.profile_steps) is not None, "profile_steps",
            config.profile_steps, "'' or 'START:END' with 0 <= START < END (steps)")
@@ -87,8 +94,10 @@ def validate_names(config: ml_collections.ConfigDict) -> None:
   task_cls = registry.import_member("tasks", config.task.name, "Task")
   if gate.parse(config.gate):
     split, _, metric = gate.parse(config.gate)[0].partition("/")
-    _require(split in ("val", "test") and metric in task_cls.metrics, "gate", config.gate,
-             f"a condition on val/ or test/ of {sorted(task_cls.metrics)}")
+    test_metrics = sorted([*task_cls.metrics, *task_cls.report_metrics])
+    _require((split == "val" and metric in task_cls.metrics)
+             or (split == "test" and metric in test_metrics), "gate", config.gate,
+             f"a condition on val/ of {sorted(task_cls.metrics)} or on test/ of {test_metrics}")
   for field in ("preprocess", "augment"):
     try:
       preprocess.parse(config.data[field])
@@ -138,6 +147,9 @@ def validate_vae(config: ml_collections.ConfigDict) -> None:
   _require(task.nll_chunk >= 1, "task.nll_chunk", task.nll_chunk, "a positive integer")
   _require(task.nll_samples >= 0 and task.nll_samples % task.nll_chunk == 0, "task.nll_samples",
            task.nll_samples, f"0 (skip the test NLL) or a multiple of task.nll_chunk={task.nll_chunk}")
+  if config.gate.replace(" ", "").startswith("test/nll"):
+    _require(task.nll_samples > 0, "task.nll_samples", task.nll_samples,
+             f"positive: the gate {config.gate!r} needs the test NLL")
   num_classes = config.model.get("num_classes", 0)
   _require(num_classes >= 0, "model.num_classes", num_classes, "0 (unconditional) or positive")
   if num_classes:

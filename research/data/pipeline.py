@@ -7,6 +7,7 @@ uninterrupted one would. Each process gathers only its own slice of every global
 batch, ready for multi-host runs.
 """
 import collections
+import functools
 import importlib
 import os
 from typing import Iterable, Iterator
@@ -17,6 +18,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from research.core import errors
+from research.data import cache
 
 # Datasets the project ships as TFDS builders; importing registers them by name.
 BUNDLED_DATASET_MODULES = ("research.data.digits",)
@@ -39,6 +41,18 @@ def _writable_dir(path: str) -> bool:
   return os.access(path or ".", os.W_OK)
 
 
+@functools.cache
+def tensorflow_for_data():
+  """TensorFlow, imported only where TFDS needs it (reading an uncached split, preparing a
+  dataset), with the GPUs hidden from it: tf.data runs on the host, JAX owns accelerators."""
+  import tensorflow as tf
+  try:
+    tf.config.set_visible_devices([], "GPU")
+  except RuntimeError:  # TF was already running (started by the caller): leave it as it is
+    pass
+  return tf
+
+
 def get_builder(name: str, data_dir: str | None, download: bool):
   """The prepared TFDS builder for ``name``; raises DatasetUnavailableError when there is none."""
   _register_bundled()
@@ -54,9 +68,11 @@ def get_builder(name: str, data_dir: str | None, download: bool):
     if not _writable_dir(builder.data_dir):
       builder = tfds.builder(name, data_dir=FALLBACK_DATA_DIR)
     if not builder.is_prepared():
+      tensorflow_for_data()
       builder.download_and_prepare()
     return builder
   if download:
+    tensorflow_for_data()
     builder.download_and_prepare()
     return builder
   searched = os.path.dirname(os.path.dirname(builder.data_dir))
@@ -71,8 +87,22 @@ def get_builder(name: str, data_dir: str | None, download: bool):
 def load_split(config: ml_collections.ConfigDict, split: str,
                field: str = "split") -> dict[str, np.ndarray]:
   """The whole ``split`` of ``config.name`` as numpy arrays of ``config.features``;
-  ``field`` names the config field that chose the split, for error messages."""
-  builder = get_builder(config.name, config.data_dir, config.download)
+  ``field`` names the config field that chose the split, for error messages. A split read
+  once is cached in ``config.cache_dir`` (research/data/cache.py)."""
+  builder = get_builder(config.name, config.data_dir, config.download)  # missing data fails here
+  path = cache.entry_path(config.get("cache_dir", ""), builder, split, config.features)
+  arrays = cache.load(path, config.features) if path else None
+  if arrays is None:
+    arrays = read_split(builder, config, split, field)
+    if path:
+      cache.save(path, arrays)
+  return arrays
+
+
+def read_split(builder, config: ml_collections.ConfigDict, split: str,
+               field: str) -> dict[str, np.ndarray]:
+  """``load_split`` through tf.data, without the cache."""
+  tensorflow_for_data()
   try:
     dataset = builder.as_dataset(split=split)
   except ValueError as e:

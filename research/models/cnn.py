@@ -4,6 +4,7 @@ The defaults are the yardstick CNN (824,458 parameters on 28x28x1, 10 classes):
 conv3x3(32)-relu-avgpool2-conv3x3(64)-relu-avgpool2-dense(256)-relu-dense(10).
 ``batch_norm`` adds batch normalization after every conv and hidden dense layer;
 its running statistics are model state (``batch_stats``) carried in the TrainState.
+``conv_impl`` picks how convolutions run (``layers.Conv``: auto, xla or im2col).
 """
 from typing import Sequence
 
@@ -19,20 +20,19 @@ class Model(nn.Module):
   pool: str = "avg"  # avg or max
   dropout: float = 0.0
   batch_norm: bool = False
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    pool = {"avg": nn.avg_pool, "max": nn.max_pool}[self.pool]
-
     def normalize(y):
       if not self.batch_norm:
         return y
       return nn.BatchNorm(use_running_average=not train, momentum=0.9)(y)
 
     for features in self.conv_features:
-      x = nn.relu(normalize(nn.Conv(features, (3, 3), padding="SAME",
-                                    use_bias=not self.batch_norm)(x)))
-      x = pool(x, (2, 2), strides=(2, 2))
+      x = nn.relu(normalize(layers.Conv(features, (3, 3), use_bias=not self.batch_norm,
+                                        impl=self.conv_impl)(x)))
+      x = layers.pool(x, self.pool, 2)
     x = layers.flatten(x)
     for features in self.dense_features:
       x = nn.relu(normalize(nn.Dense(features, use_bias=not self.batch_norm)(x)))

@@ -1,10 +1,11 @@
 """Small building blocks shared by the model files."""
 from typing import Sequence
 
-from research.core import errors
-
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+
+from research.core import errors
 
 
 def activation(name: str):
@@ -30,3 +31,85 @@ class MLP(nn.Module):
 
 def flatten(x: jnp.ndarray) -> jnp.ndarray:
   return x.reshape(x.shape[0], -1)
+
+
+CONV_IMPLS = ("auto", "xla", "im2col")
+
+
+def resolve_conv_impl(impl: str) -> str:
+  """``auto`` is ``im2col`` on CPU and XLA's convolution elsewhere (cuDNN, TPU)."""
+  if impl not in CONV_IMPLS:
+    raise errors.ConfigError(f"unknown convolution implementation {impl!r}; known: {CONV_IMPLS}")
+  if impl == "auto":
+    return "im2col" if jax.default_backend() == "cpu" else "xla"
+  return impl
+
+
+def _padding(size: int, kernel: int, stride: int, padding: str) -> tuple[int, int, int]:
+  """(low pad, high pad, output size) along one spatial axis, as XLA pads SAME and VALID."""
+  if padding == "VALID":
+    return 0, 0, (size - kernel) // stride + 1
+  out = -(-size // stride)
+  total = max((out - 1) * stride + kernel - size, 0)
+  return total // 2, total - total // 2, out
+
+
+def im2col(x: jnp.ndarray, kernel_size: Sequence[int], strides: Sequence[int],
+           padding: str) -> jnp.ndarray:
+  """The patches a convolution sees, ``(N, H', W', kh * kw * C)``, ordered like a flattened
+  ``(kh, kw, C, ...)`` kernel: shifted (strided) slices of the padded input, concatenated."""
+  (lo_h, hi_h, out_h), (lo_w, hi_w, out_w) = (
+      _padding(x.shape[axis], k, s, padding)
+      for axis, k, s in zip((1, 2), kernel_size, strides))
+  x = jnp.pad(x, ((0, 0), (lo_h, hi_h), (lo_w, hi_w), (0, 0)))
+  (kh, kw), (sh, sw) = kernel_size, strides
+  shifted = [x[:, i:i + sh * (out_h - 1) + 1:sh, j:j + sw * (out_w - 1) + 1:sw, :]
+             for i in range(kh) for j in range(kw)]
+  return shifted[0] if len(shifted) == 1 else jnp.concatenate(shifted, axis=-1)
+
+
+class Conv(nn.Module):
+  """A 2-D convolution over NHWC images with ``nn.Conv``'s parameters (``kernel`` of shape
+  ``(kh, kw, C_in, C_out)``, ``bias``) and initializers, so checkpoints do not depend on
+  ``impl``:
+
+  - ``xla``: ``lax.conv_general_dilated``, i.e. XLA's convolution (cuDNN on GPU);
+  - ``im2col``: the patches (``im2col``) times the flattened kernel, one matmul. On
+    XLA:CPU this runs the matmul in its fast dot library and, unlike XLA's CPU
+    convolution, stays fast inside ``lax.scan`` (``steps_per_call``, ``microbatch_size``);
+  - ``auto``: ``im2col`` on CPU, ``xla`` elsewhere.
+  """
+  features: int
+  kernel_size: Sequence[int] = (3, 3)
+  strides: Sequence[int] = (1, 1)
+  padding: str = "SAME"  # or VALID
+  use_bias: bool = True
+  impl: str = "auto"
+
+  @nn.compact
+  def __call__(self, x):
+    kernel_size, strides = tuple(self.kernel_size), tuple(self.strides)
+    kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                        kernel_size + (x.shape[-1], self.features))
+    kernel = kernel.astype(x.dtype)
+    if resolve_conv_impl(self.impl) == "im2col":
+      y = jnp.dot(im2col(x, kernel_size, strides, self.padding),
+                  kernel.reshape(-1, self.features))
+    else:
+      y = jax.lax.conv_general_dilated(x, kernel, strides, self.padding,
+                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    if self.use_bias:
+      y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
+    return y
+
+
+def pool(x: jnp.ndarray, kind: str, window: int) -> jnp.ndarray:
+  """Average or max pooling over non-overlapping ``window x window`` blocks of NHWC images
+  (stride = window, trailing rows/columns that do not fill a block dropped, like
+  ``nn.avg_pool``/``nn.max_pool`` with VALID padding), as a reshape and a reduction: its
+  gradient is a broadcast, where ``reduce_window``'s is a slow scatter on XLA:CPU."""
+  reduce = {"avg": jnp.mean, "max": jnp.max}[kind]
+  n, h, w, c = x.shape
+  h, w = h // window * window, w // window * window
+  blocks = x[:, :h, :w].reshape(n, h // window, window, w // window, window, c)
+  return reduce(blocks, axis=(2, 4))

@@ -44,6 +44,7 @@ def apply_model(model: nn.Module, params, model_state, *args, rng: jax.Array, tr
 class BaseTask:
   """Holds the config and model; subclasses define the loss and metrics."""
   metrics: dict = {}
+  report_metrics: tuple[str, ...] = ()  # scalars ``report`` adds to the test results
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config

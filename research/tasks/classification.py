@@ -44,6 +44,7 @@ def l2_penalty(params) -> jax.Array:
 
 
 class Task(base.BaseTask):
+  report_metrics = ("ece", "precision_macro", "recall_macro", "f1_macro")
   metrics = {
       "loss": metrics.Average.from_output("loss"),
       "accuracy": metrics.Average.from_output("accuracy"),

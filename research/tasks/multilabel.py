@@ -44,6 +44,8 @@ def sigmoid_loss(logits, labels):
 
 
 class Task(classification.Task):
+  report_metrics = tuple(f"{score}_{average}" for average in ("micro", "macro")
+                         for score in ("precision", "recall", "f1")) + ("exact_match",)
   metrics = {
       "loss": metrics.Average.from_output("loss"),
       "exact_match": metrics.Average.from_output("exact_match"),

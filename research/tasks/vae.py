@@ -64,6 +64,8 @@ class Task(base.BaseTask):
       "neg_bound": metrics.Average.from_output("neg_bound"),  # -IWAE_k; k=1: one-sample ELBO
       "bits_per_dim": metrics.Average.from_output("bits_per_dim"),  # of -ELBO
   }
+  # The test NLL (with task.nll_samples > 0) and the latent report.
+  report_metrics = ("nll", "nll_bits_per_dim", "nll_samples", "active_units", "kl_max_dim")
 
   def __init__(self, config):
     super().__init__(config)
