@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from research.core import errors
-from research.models import cnn, layers, linear, mlp, resnet, rnn, vae, vit
+from research.models import cnn, layers, linear, mlp, random_features, resnet, rnn, vae, vit
 
 
 def count_params(variables) -> int:
@@ -109,3 +109,22 @@ def test_pool_equals_flax_pooling(kind):
 def test_unknown_conv_impl_is_a_config_error():
   with pytest.raises(errors.ConfigError, match="convolution implementation"):
     layers.Conv(4, impl="fft").init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 1)))
+
+
+def test_random_fourier_features_approximate_the_rbf_kernel():
+  from sklearn.metrics.pairwise import rbf_kernel
+  x = jax.random.uniform(jax.random.PRNGKey(0), (20, 64))
+  gamma = 0.1
+  features = random_features.RandomFourierFeatures(num_features=20_000, gamma=gamma)
+  variables = features.init(jax.random.PRNGKey(1), x)
+  assert "params" not in variables  # drawn once, never trained
+  phi = np.asarray(features.apply(variables, x), np.float64)
+  np.testing.assert_allclose(phi @ phi.T, rbf_kernel(np.asarray(x), gamma=gamma), atol=0.03)
+
+
+def test_kernel_svm_trains_only_the_linear_layer():
+  model = random_features.Model(num_classes=10, num_features=256)
+  variables = model.init(jax.random.PRNGKey(0), jnp.zeros((2, 8, 8, 1)))
+  assert jax.tree.map(jnp.shape, variables["params"]) == {
+      "Dense_0": {"bias": (10,), "kernel": (256, 10)}}
+  assert variables["random_features"]["RandomFourierFeatures_0"]["projection"].shape == (64, 256)

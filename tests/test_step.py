@@ -28,8 +28,8 @@ def run_steps(train_step, state, batch, num_steps):
   return state, history
 
 
-@pytest.mark.parametrize("name", ["cnn", "cnn_strong", "vae", "mlp", "logreg", "svm", "rnn", "vit",
-                                  "resnet"])
+@pytest.mark.parametrize("name", ["cnn", "cnn_strong", "vae", "mlp", "logreg", "svm", "kernel_svm",
+                                  "rnn", "vit", "resnet"])
 def test_gradients_reach_every_parameter(name, data_dir):
   config = load_config(name, data_dir=data_dir)
   task, _, state, batch = build(config, 32, 10)
@@ -43,7 +43,7 @@ def test_gradients_reach_every_parameter(name, data_dir):
 
 
 @pytest.mark.parametrize("name, final_loss", [
-    ("cnn", 0.02), ("mlp", 0.02), ("logreg", 0.1), ("svm", 0.1), ("rnn", 0.05), ("vit", 0.05),
+    ("cnn", 0.02), ("mlp", 0.02), ("logreg", 0.1), ("svm", 0.1), ("kernel_svm", 0.1), ("rnn", 0.05), ("vit", 0.05),
     ("resnet", 0.05)])
 def test_classifier_overfits_one_batch(name, final_loss, data_dir):
   config = load_config(name, data_dir=data_dir, **{"optimizer.schedule": "constant",
