@@ -26,6 +26,7 @@ CASES = {"cnn": ("cnn", "loss", {}), "cnn_strong": ("cnn_strong", "loss", {}),
          "cnn_microbatched": ("cnn", "loss", {"microbatch_size": 32}),
          "cnn_strong_microbatched": ("cnn_strong", "loss", {"microbatch_size": 64}),
          "resnet": ("resnet", "loss", {"optimizer.learning_rate": 0.003}),
+         "kernel_svm": ("kernel_svm", "loss", {}),
          "rnn": ("rnn", "loss", {}), "vit": ("vit", "loss", {}),
          "vae": ("vae", "neg_elbo", {}), "iwae": ("iwae", "neg_bound", {})}
 
