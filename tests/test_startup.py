@@ -160,3 +160,27 @@ def test_launch_with_cached_data_never_imports_tensorflow(data_dir, tmp_path):
   assert "tensorflow modules: []" in proc.stderr, proc.stderr[-3000:]
   assert glob.glob(str(workdir / "events.out.tfevents.*"))
   assert "test/accuracy=" in proc.stdout
+
+
+@pytest.mark.parametrize("name", ["cnn_fast", "resnet", "vae", "kernel_svm", "vit"])
+def test_init_compiled_for_start_up_gives_the_same_state(name, data_dir):
+  """The initialisation is compiled without backend optimisations (faster start-up):
+  the state must be the one the default compilation gives (to float rounding: the
+  unoptimised code may round the last bit of a random normal differently)."""
+  import jax
+  from research.core import loop, optim
+  from research.data import preprocess
+  from research.tasks import base as tasks_base
+
+  config = load_config(name, data_dir=data_dir)
+  task = tasks_base.make_task(config)
+  optimizer = optim.make_optimizer(config.optimizer, 10)
+  example = {k: v[:1] for k, v in pipeline.load_split(config.data, "train[:1%]").items()}
+  preprocess_fn = preprocess.parse(config.data.preprocess)
+  fast = loop.init_state(task, optimizer, preprocess_fn, example, 3)
+  default = jax.jit(loop.make_init(task, optimizer, preprocess_fn))(3, example)
+  as_array = lambda leaf: np.asarray(jax.random.key_data(leaf) if jax.dtypes.issubdtype(
+      leaf.dtype, jax.dtypes.prng_key) else leaf)
+  assert jax.tree.structure(fast) == jax.tree.structure(default)
+  for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(default)):
+    np.testing.assert_allclose(as_array(a), as_array(b), rtol=1e-6, atol=1e-7)
