@@ -11,7 +11,7 @@ from configs import common
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = common.base_config()
   config.gate = "test/accuracy>=0.985"
-  config.num_epochs = 15.0
+  config.num_epochs = 20.0
   config.data.augment = "random_shift(2)"
   config.optimizer.name = "adamw"
   config.optimizer.weight_decay = 1e-4
