@@ -79,6 +79,8 @@ LATE_CASES = {
                                   ["data.val_split='validation' is not a split of 'digits'",
                                    "train, test"]),
     "unknown dataset": ("vae", {"data.name": "no_such_data"}, ["unknown dataset 'no_such_data'"]),
+    "NLL gate without the NLL": ("vae", {"gate": "test/nll <= 88", "task.nll_samples": 0},
+                                 ["task.nll_samples=0", "needs the test NLL"]),
 }
 
 

@@ -147,7 +147,8 @@ def validate_vae(config: ml_collections.ConfigDict) -> None:
   _require(task.nll_chunk >= 1, "task.nll_chunk", task.nll_chunk, "a positive integer")
   _require(task.nll_samples >= 0 and task.nll_samples % task.nll_chunk == 0, "task.nll_samples",
            task.nll_samples, f"0 (skip the test NLL) or a multiple of task.nll_chunk={task.nll_chunk}")
-  if config.gate.replace(" ", "").startswith("test/nll"):
+  gate_condition = gate.parse(config.gate)
+  if gate_condition and gate_condition[0].startswith("test/nll"):
     _require(task.nll_samples > 0, "task.nll_samples", task.nll_samples,
              f"positive: the gate {config.gate!r} needs the test NLL")
   num_classes = config.model.get("num_classes", 0)
