@@ -17,12 +17,14 @@ import sys
 import tempfile
 import time
 
+from throughput import cpu_model  # benchmarks/ is this script's folder, so on sys.path
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "RESULTS.md")
 
 
 def machine() -> str:
-  return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+  return f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def main(argv: list[str]) -> int:

@@ -155,9 +155,21 @@ def versions() -> str:
           f"optax {optax.__version__}, Python {platform.python_version()}")
 
 
+def cpu_model() -> str:
+  """The CPU's model name (Linux /proc/cpuinfo), else the architecture."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.machine()
+
+
 def machine() -> str:
   import jax
-  return (f"{platform.machine()}, {os.cpu_count()} cores, {jax.device_count()} x "
+  return (f"{cpu_model()}, {os.cpu_count()} cores, {jax.device_count()} x "
           f"{jax.devices()[0].device_kind}")
 
 

@@ -27,7 +27,11 @@ def _per_image(values: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:
 
 
 def bernoulli_nll(params: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:
-  return _per_image(optax.sigmoid_binary_cross_entropy(params[..., 0], x), x)
+  """-log p(x) of Bernoulli pixels with logits ``params[..., 0]``: ``softplus(l) - x l``,
+  equal to the cross-entropy ``-x log sigmoid(l) - (1 - x) log sigmoid(-l)`` with one
+  softplus instead of two (the decoder's output is the largest element-wise term)."""
+  logits = params[..., 0]
+  return _per_image(jax.nn.softplus(logits) - x * logits, x)
 
 
 def bernoulli_mean(params: jnp.ndarray) -> jnp.ndarray:
