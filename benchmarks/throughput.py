@@ -94,7 +94,7 @@ def unsplit_train_step(exp):
 
 
 def step_flops_and_compile_seconds(exp) -> tuple[float, float]:
-  """XLA's FLOPs per example of one train step, and the seconds to trace, lower and
+  """XLA's FLOPs per example of one train step (over all devices), and the seconds to trace, lower and
   compile ``exp.train_step`` for a call of one step (with ``steps_per_call > 1``: a
   scan of length one, whose cost is one step's)."""
   from research.core import loop
@@ -104,7 +104,9 @@ def step_flops_and_compile_seconds(exp) -> tuple[float, float]:
   seconds = time.perf_counter() - start
   if exp.config.microbatch_size:
     compiled = unsplit_train_step(exp).lower(exp.state, *inputs).compile()
-  return flops_of(compiled) / exp.config.batch_size, seconds
+  # The cost analysis of a step partitioned over the mesh is that of one partition.
+  partitions = exp.batch_sharding.mesh.size
+  return flops_of(compiled) * partitions / exp.config.batch_size, seconds
 
 
 def steps_of(inputs) -> int:
