@@ -95,6 +95,15 @@ def parse_flags(argv: list[str]) -> list[str]:
     fail(f"bad --config override: {one_line(e)}")
 
 
+def apply_xla_flags(config) -> None:
+  """Puts ``config.xla_flags`` in front of the XLA_FLAGS environment variable (flags the
+  user set there come later, so they win). XLA reads it when JAX starts its backend, so
+  this must run before the first computation."""
+  extra = config.get("xla_flags", "")
+  if extra:
+    os.environ["XLA_FLAGS"] = " ".join(f for f in (extra, os.environ.get("XLA_FLAGS", "")) if f)
+
+
 def exit_status(error: Exception) -> int:
   from research.core import errors
   if isinstance(error, errors.Preempted):
@@ -134,6 +143,7 @@ def main() -> None:
     from research.core import distributed, errors, validation
 
     FLAGS = flags.FLAGS
+    apply_xla_flags(FLAGS.config)
     distributed.initialize(distributed.Cluster(
         FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id))
     logging.set_verbosity(logging.INFO)

@@ -212,6 +212,7 @@ def main(argv: list[str]) -> None:
   import jax
   from research.core import loop
   config = flags.FLAGS.config
+  launch.apply_xla_flags(config)
   workdir = tempfile.mkdtemp(prefix=f"throughput_{run_name}_")
   exp = loop.build(config, workdir)
   try:

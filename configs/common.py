@@ -12,6 +12,15 @@ from ml_collections import config_dict
 # (im2col matmuls on CPU, XLA's convolution elsewhere), xla or im2col.
 CONV_IMPL = "auto"
 
+# XLA flags for the ResNet's XLA convolutions on CPU (config.xla_flags): convolutions stay
+# out of XLA:CPU's YNNPACK library fusions (its default), which are slow for its 3x3
+# convolutions; dots, element-wise ops and reductions still go there. ResNet-20: 278 ->
+# 416-431 examples/s on the 2-core CPU. Measure before using it elsewhere: it slows
+# conv_vae and vit (-13%, -19%) and the CNNs' im2col microbatches. GPUs and TPUs ignore it.
+# benchmarks/RESULTS.md has the measurements.
+RESNET_XLA_CPU_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_DOT,"
+                              "LIBRARY_FUSION_TYPE_ELTWISE,LIBRARY_FUSION_TYPE_REDUCE")
+
 # Image shapes of the datasets the configs know about.
 IMAGE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3),
                 "digits": (8, 8, 1)}
@@ -68,6 +77,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.precision = "float32"  # or "bfloat16": forward/backward dtype; params stay float32
   config.compilation_cache_dir = ""  # a folder: persistent XLA cache shared by runs
   config.profile_steps = ""  # "START:END": a jax.profiler trace of those steps in WORKDIR/profile
+  config.xla_flags = ""  # extra XLA_FLAGS for this run, set before JAX starts (launch.py)
 
   # vmap-parallel replicas of the run (research/core/replicas.py): one jitted step trains
   # a replica per seed and/or learning rate; empty: a single run.

@@ -3,8 +3,10 @@ import glob
 import json
 import os
 
+import ml_collections
 import pytest
 
+import launch
 from research.core import writers
 from tests.conftest import run_launcher
 
@@ -15,9 +17,11 @@ def test_vae_digits_end_to_end_with_overrides(data_dir, tmp_path):
                       f"--config.data.data_dir={data_dir}", "--config.total_steps=30",
                       "--config.log_every_steps=5", "--config.eval_every_steps=15",
                       "--config.checkpoint_every_steps=15", "--config.batch_size=64",
-                      "--config.model.latent_dim=4", "--config.keep_checkpoints=1")
+                      "--config.model.latent_dim=4", "--config.keep_checkpoints=1",
+                      "--config.xla_flags=--xla_force_host_platform_device_count=2")
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert "devices:" in proc.stdout and f"workdir: {workdir}" in proc.stdout
+  assert "devices: 2 x cpu" in proc.stdout  # config.xla_flags reached XLA before it started
+  assert f"workdir: {workdir}" in proc.stdout
 
   config = json.load(open(os.path.join(workdir, "config.json")))
   assert config["batch_size"] == 64 and config["model"]["latent_dim"] == 4
@@ -52,3 +56,17 @@ def test_classifier_writes_its_split_report(data_dir, tmp_path):
     assert 0 <= results[key] <= 1, key
   assert sorted(os.listdir(workdir / "reports")) == [
       "test_confusion.png", "test_per_class.csv", "test_reliability.png"]
+
+
+@pytest.mark.parametrize("env, extra, expected", [
+    (None, "", None),
+    (None, "--a=1", "--a=1"),
+    ("--b=2", "--a=1", "--a=1 --b=2"),  # the user's own XLA_FLAGS come last, so they win
+])
+def test_config_xla_flags_go_before_the_users(monkeypatch, env, extra, expected):
+  if env is None:
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+  else:
+    monkeypatch.setenv("XLA_FLAGS", env)
+  launch.apply_xla_flags(ml_collections.ConfigDict({"xla_flags": extra}))
+  assert os.environ.get("XLA_FLAGS") == expected
