@@ -94,9 +94,9 @@ def unsplit_train_step(exp):
 
 
 def step_flops_and_compile_seconds(exp) -> tuple[float, float]:
-  """XLA's FLOPs per example of one train step (over all devices), and the seconds to trace, lower and
-  compile ``exp.train_step`` for a call of one step (with ``steps_per_call > 1``: a
-  scan of length one, whose cost is one step's)."""
+  """XLA's FLOPs per example of one train step (over all devices), and the seconds to
+  trace, lower and compile ``exp.train_step`` for a call of one step (with
+  ``steps_per_call > 1``: a scan of length one, whose cost is one step's)."""
   from research.core import loop
   _, inputs = next(loop.train_calls(exp, 0, 1))
   start = time.perf_counter()

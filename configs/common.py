@@ -19,7 +19,7 @@ CONV_IMPL = "auto"
 # conv_vae and vit (-13%, -19%) and the CNNs' im2col microbatches. GPUs and TPUs ignore it.
 # benchmarks/RESULTS.md has the measurements.
 RESNET_XLA_CPU_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_DOT,"
-                              "LIBRARY_FUSION_TYPE_ELTWISE,LIBRARY_FUSION_TYPE_REDUCE")
+                        "LIBRARY_FUSION_TYPE_ELTWISE,LIBRARY_FUSION_TYPE_REDUCE")
 
 # Image shapes of the datasets the configs know about.
 IMAGE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3),

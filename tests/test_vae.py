@@ -110,7 +110,6 @@ def test_grey_level_likelihoods_are_normalised_over_the_256_levels(name):
   assert np.all(np.isfinite(probs)) and float(probs.min()) >= 0
 
 
-
 def test_bernoulli_nll_equals_the_two_sided_cross_entropy_and_its_gradient():
   """The one-softplus form agrees with optax's cross-entropy, for binary and grey x, also
   at logits large enough for a naive log(sigmoid) to overflow."""
@@ -118,10 +117,14 @@ def test_bernoulli_nll_equals_the_two_sided_cross_entropy_and_its_gradient():
   for x in (jnp.zeros((9, 1, 1, 1)), jnp.ones((9, 1, 1, 1)), jnp.full((9, 1, 1, 1), 0.3)):
     def oracle(l):
       return optax.sigmoid_binary_cross_entropy(l[..., 0], x).sum()
-    ours = lambda l: likelihoods.bernoulli_nll(l, x).sum()
+
+    def ours(l):
+      return likelihoods.bernoulli_nll(l, x).sum()
+
     np.testing.assert_allclose(float(ours(logits)), float(oracle(logits)), rtol=1e-6)
     np.testing.assert_allclose(np.asarray(jax.grad(ours)(logits)),
                                np.asarray(jax.grad(oracle)(logits)), atol=1e-6)
+
 
 def test_kl_warmup_weight():
   assert float(vae.kl_weight(4.0, 0, None)) == 4.0
