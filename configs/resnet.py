@@ -14,7 +14,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = common.base_config()
   config.data.name = "fashion_mnist"
   config.gate = "test/accuracy>=0.935"
-  config.num_epochs = 12.0
+  config.num_epochs = 20.0
   config.data.augment = "random_shift(2)|random_flip"
   config.optimizer.name = "sgd"
   config.optimizer.learning_rate = 0.1
