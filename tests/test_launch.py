@@ -70,3 +70,14 @@ def test_config_xla_flags_go_before_the_users(monkeypatch, env, extra, expected)
     monkeypatch.setenv("XLA_FLAGS", env)
   launch.apply_xla_flags(ml_collections.ConfigDict({"xla_flags": extra}))
   assert os.environ.get("XLA_FLAGS") == expected
+
+
+def test_building_a_run_warns_when_its_xla_flags_never_reached_xla(monkeypatch, caplog):
+  from research.core import loop
+  monkeypatch.delenv("XLA_FLAGS", raising=False)
+  loop.warn_if_xla_flags_missing("--a=1")
+  assert "XLA runs without them" in caplog.text
+  caplog.clear()
+  launch.apply_xla_flags(ml_collections.ConfigDict({"xla_flags": "--a=1"}))
+  loop.warn_if_xla_flags_missing("--a=1")
+  assert "XLA runs without them" not in caplog.text

@@ -292,9 +292,18 @@ def make_train_fn(config, task, optimizer, guards, replicated, batch_sharding, i
                             replicated, batch_sharding, train_in_shardings)
 
 
+def warn_if_xla_flags_missing(xla_flags: str) -> None:
+  """``config.xla_flags`` reach XLA only through ``launch.apply_xla_flags``, before JAX starts
+  its backend; a run built another way (e.g. in a notebook) would silently lack them."""
+  if xla_flags and xla_flags not in os.environ.get("XLA_FLAGS", ""):
+    logging.warning("config.xla_flags=%r are not in XLA_FLAGS, so XLA runs without them: "
+                    "set them before JAX starts (launch.py does)", xla_flags)
+
+
 def build(config: ml_collections.ConfigDict, workdir: str, training: bool = True) -> Experiment:
   """Validates the config, loads the data and restores the newest checkpoint, if any."""
   validation.validate(config, workdir)
+  warn_if_xla_flags_missing(config.get("xla_flags", ""))
   use_compilation_cache(config.compilation_cache_dir)
   if training:
     write_config(config, workdir)
