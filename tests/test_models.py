@@ -106,6 +106,18 @@ def test_pool_equals_flax_pooling(kind):
                              atol=1e-6)
 
 
+def test_relu_equals_flax_relu_with_its_gradient():
+  """Values, NaN propagation and the gradient, which is 0 at exactly 0 (zero-padded
+  images and zero-initialized biases put many pre-activations there)."""
+  x = jnp.array([-2.0, -0.5, 0.0, 0.0, 1e-30, 0.5, 3.0, jnp.nan])
+  np.testing.assert_array_equal(layers.relu(x), nn.relu(x))
+  grad = lambda fn: jax.grad(lambda x: jnp.sum(fn(x) * jnp.arange(1.0, 8.0)))(x[:-1])
+  np.testing.assert_array_equal(grad(layers.relu), grad(nn.relu))
+  np.testing.assert_array_equal(grad(layers.relu), [0, 0, 0, 0, 5, 6, 7])
+  assert layers.relu(x.astype(jnp.bfloat16)).dtype == jnp.bfloat16
+  assert layers.activation("relu") is layers.relu
+
+
 def test_unknown_conv_impl_is_a_config_error():
   with pytest.raises(errors.ConfigError, match="convolution implementation"):
     layers.Conv(4, impl="fft").init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 1)))

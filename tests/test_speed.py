@@ -43,11 +43,12 @@ def test_steps_per_call_equals_step_by_step(name, exact, data_dir, tmp_path):
 
 
 def test_call_ends_fall_on_multiples_of_steps_per_call():
-  assert loop.call_ends(0, 10, 4) == [4, 8, 10]
-  assert loop.call_ends(8, 10, 4) == [10]
-  assert loop.call_ends(6, 13, 4) == [8, 12, 13]
-  assert loop.call_ends(0, 3, 1) == [1, 2, 3]
-  assert loop.call_ends(5, 5, 4) == []
+  assert list(loop.call_ends(0, 10, 4)) == [4, 8, 10]
+  assert list(loop.call_ends(8, 10, 4)) == [10]
+  assert list(loop.call_ends(6, 13, 4)) == [8, 12, 13]
+  assert list(loop.call_ends(0, 3, 1)) == [1, 2, 3]
+  assert list(loop.call_ends(5, 5, 4)) == []
+  assert next(loop.call_ends(0, 10 ** 15, 10)) == 10  # lazy: no list of 10^14 calls
 
 
 def cnn_step(data_dir, accumulate: int, microbatches: int = 1):

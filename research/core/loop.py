@@ -10,7 +10,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import Callable
+from typing import Callable, Iterator
 
 import jax
 import ml_collections
@@ -352,14 +352,13 @@ def build(config: ml_collections.ConfigDict, workdir: str, training: bool = True
                     train_step, writer, evaluator, device_train, indices_sharding, replicas)
 
 
-def call_ends(start: int, end: int, steps_per_call: int) -> list[int]:
+def call_ends(start: int, end: int, steps_per_call: int) -> Iterator[int]:
   """The step after each train call from ``start`` to ``end``: at multiples of
-  ``steps_per_call`` (and ``end``), so logging, evaluation and checkpoints fall on them."""
-  ends = []
+  ``steps_per_call`` (and ``end``), so logging, evaluation and checkpoints fall on them.
+  Lazy: ``end`` may be far away (benchmarks/throughput.py)."""
   while start < end:
     start = min((start // steps_per_call + 1) * steps_per_call, end)
-    ends.append(start)
-  return ends
+    yield start
 
 
 def train_calls(exp: Experiment, start: int, end: int):

@@ -30,11 +30,11 @@ class Model(nn.Module):
       return nn.BatchNorm(use_running_average=not train, momentum=0.9)(y)
 
     for features in self.conv_features:
-      x = nn.relu(normalize(layers.Conv(features, (3, 3), use_bias=not self.batch_norm,
-                                        impl=self.conv_impl)(x)))
+      x = layers.relu(normalize(layers.Conv(features, (3, 3), use_bias=not self.batch_norm,
+                                            impl=self.conv_impl)(x)))
       x = layers.pool(x, self.pool, 2)
     x = layers.flatten(x)
     for features in self.dense_features:
-      x = nn.relu(normalize(nn.Dense(features, use_bias=not self.batch_norm)(x)))
+      x = layers.relu(normalize(nn.Dense(features, use_bias=not self.batch_norm)(x)))
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
     return nn.Dense(self.num_classes)(x)

@@ -28,11 +28,11 @@ class BasicBlock(nn.Module):
     norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9)
     conv = functools.partial(layers.Conv, self.features, use_bias=False, impl=self.conv_impl)
     strides = (self.strides, self.strides)
-    y = nn.relu(norm()(conv((3, 3), strides)(x)))
+    y = layers.relu(norm()(conv((3, 3), strides)(x)))
     y = norm()(conv((3, 3))(y))
     if x.shape != y.shape:
       x = norm()(conv((1, 1), strides)(x))
-    return nn.relu(x + y)
+    return layers.relu(x + y)
 
 
 class Model(nn.Module):
@@ -44,7 +44,7 @@ class Model(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = layers.Conv(self.width, (3, 3), use_bias=False, impl=self.conv_impl)(x)
-    x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(x))
+    x = layers.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(x))
     for stage, num_blocks in enumerate(self.stage_sizes):
       for block in range(num_blocks):
         strides = 2 if stage > 0 and block == 0 else 1

@@ -68,7 +68,7 @@ class Task(classification.Task):
         "true_positives": (predicted * labels).sum(-1),
         "errors": jnp.abs(predicted - labels).sum(-1),
     }
-    objective = loss.mean() + self.config.task.l2 * classification.l2_penalty(params)
+    objective = classification.l2_regularized(loss.mean(), params, self.config.task.l2)
     return objective, (outputs, model_state)
 
   def predict(self, params, model_state, batch, rng):
