@@ -4,7 +4,8 @@
 
 A is ``benchmarks/throughput.py`` on the yardstick config (``cnn`` or
 ``vae_yardstick``), B is ``torch_reference.py --model=MODEL`` (from ``--reference``,
-default ../shared/bench; needs ``pip install torch``). Each runs in a fresh process;
+default ../shared/bench; needs ``pip install torch``), with ``--torch_bf16`` in PyTorch's
+bfloat16 matmul mode. Each runs in a fresh process;
 the machine's speed drifts within minutes, so each pair's ratio A/B is printed and
 their median is the result. Arguments after ``--`` go to throughput.py (e.g. config
 overrides). A row with every pair is appended to the A/B table of
@@ -26,6 +27,13 @@ AB_HEADER = "| date | command | pairs: project / torch examples/s (ratio) |"
 
 def last_json(text: str) -> dict:
   return json.loads([line for line in text.splitlines() if line.startswith("{")][-1])
+
+
+# Runs the reference script (argv[1], its flags after it) with PyTorch's float32 matmuls and
+# convolutions on CPU (oneDNN) rounding their operands to bfloat16.
+TORCH_BF16 = ("import runpy, sys, torch; torch.backends.mkldnn.matmul.fp32_precision = 'bf16'; "
+              "torch.backends.mkldnn.conv.fp32_precision = 'bf16'; "
+              "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
 
 
 def run(command: list[str]) -> dict:
@@ -55,11 +63,18 @@ def main() -> None:
   parser.add_argument("--reference", default=os.path.join(ROOT, "..", "shared", "bench",
                                                           "torch_reference.py"))
   parser.add_argument("--results", default=os.path.join(ROOT, "benchmarks", "RESULTS.md"))
+  parser.add_argument("--torch_bf16", action="store_true",
+                      help="PyTorch with bfloat16 operands in its float32 matmuls and "
+                           "convolutions too (torch.backends.mkldnn.{matmul,conv}."
+                           "fp32_precision='bf16'): the like-for-like reference for "
+                           "--config.matmul_precision=bfloat16")
   args, extra = parser.parse_known_args()
   extra = [a for a in extra if a != "--"]
   ours = [sys.executable, os.path.join(ROOT, "benchmarks", "throughput.py"),
           f"--config={CONFIGS[args.model]}", "--results=", *extra]
   torch = [sys.executable, args.reference, f"--model={args.model}"]
+  if args.torch_bf16:
+    torch = [sys.executable, "-c", TORCH_BF16] + torch[1:]
   pairs = []
   for i in range(args.pairs):
     a = run(ours)

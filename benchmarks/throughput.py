@@ -14,8 +14,9 @@ and feeds it the same calls as ``loop.train`` (``loop.train_calls``), then repor
   and to the end of that call (its own compilation, if JAX did not reuse the one above);
 - peak RSS of the process;
 - roofline: the FLOPs per example of one train step from XLA's cost analysis, times
-  examples/s, over the FLOP/s of a large float32 matmul on the same devices (measured
-  here, before and after the windows).
+  examples/s, over the FLOP/s of a large matmul on the same devices (measured here, before
+  and after the windows), with bfloat16 operands where the run's matmuls have them
+  (``precision`` or ``matmul_precision`` bfloat16), else float32.
 
 Prints one JSON line and, unless
 ``--results=''``, appends a row with the command, machine, versions, load and date to
@@ -55,15 +56,16 @@ def process_start_time() -> float:
 PROCESS_START = process_start_time()
 
 
-def matmul_flops_per_sec(n: int = 2048, repeats: int = 5) -> list[float]:
-  """FLOP/s of an ``n x n`` float32 matmul, rows split over all devices, per repeat."""
+def matmul_flops_per_sec(dtype: str = "float32", n: int = 2048, repeats: int = 5) -> list[float]:
+  """FLOP/s of an ``n x n`` matmul with ``dtype`` operands and float32 results, rows split
+  over all devices, per repeat."""
   import jax
   import jax.numpy as jnp
   from research.core import sharding
   mesh = sharding.make_mesh()
-  a = jax.device_put(jnp.ones((n, n), jnp.float32), sharding.batch_sharding(mesh))
-  b = jax.device_put(jnp.ones((n, n), jnp.float32), sharding.replicated(mesh))
-  matmul = jax.jit(jnp.matmul)
+  a = jax.device_put(jnp.ones((n, n), dtype), sharding.batch_sharding(mesh))
+  b = jax.device_put(jnp.ones((n, n), dtype), sharding.replicated(mesh))
+  matmul = jax.jit(lambda a, b: jnp.matmul(a, b, preferred_element_type=jnp.float32))
   matmul(a, b).block_until_ready()
   rates = []
   for _ in range(repeats):
@@ -71,6 +73,12 @@ def matmul_flops_per_sec(n: int = 2048, repeats: int = 5) -> list[float]:
     matmul(a, b).block_until_ready()
     rates.append(2 * n ** 3 / (time.perf_counter() - start))
   return rates
+
+
+def matmul_dtype(config) -> str:
+  """The operand dtype of the run's matmuls, whose matmul FLOP/s is its roofline."""
+  bfloat16 = "bfloat16" in (config.precision, config.get("matmul_precision", "default"))
+  return "bfloat16" if bfloat16 else "float32"
 
 
 def flops_of(compiled) -> float:
@@ -180,7 +188,8 @@ def append_row(path: str, result: dict, command: str) -> None:
   r = result
   row = (f"| {datetime.date.today()} | `{command}` | {r['examples_per_s_median']:,.0f} "
          f"({r['examples_per_s_min']:,.0f}-{r['examples_per_s_max']:,.0f}) | "
-         f"{r['roofline_fraction']:.1%} of {r['matmul_gflops']:.0f} GFLOP/s "
+         f"{r['roofline_fraction']:.1%} of {r['matmul_gflops']:.0f} GFLOP/s"
+         f"{' (bfloat16)' if r['matmul_dtype'] == 'bfloat16' else ''} "
          f"({r['step_mflops_per_example']:.1f} MFLOP/ex) | {r['compile_s']:.2f} s | "
          f"{r['startup_s']:.1f} s / {r['first_step_done_s']:.1f} s | "
          f"{r['peak_rss_mb'] / 1024:.2f} GB | {r['load']} | {r['machine']}; {r['versions']} |")
@@ -224,10 +233,11 @@ def main(argv: list[str]) -> None:
     state, metrics = exp.train_step(exp.state, *inputs)
     jax.block_until_ready((state, metrics))
     first_done = startup + time.perf_counter() - start  # as if that call came first
-    matmul = matmul_flops_per_sec()
+    dtype = matmul_dtype(config)
+    matmul = matmul_flops_per_sec(dtype)
     rates, calls_per_window = timed_windows(exp, state, calls, flags.FLAGS.window_secs,
                                             flags.FLAGS.windows)
-    matmul += matmul_flops_per_sec()
+    matmul += matmul_flops_per_sec(dtype)
   finally:
     exp.close()
   median, peak = statistics.median(rates), statistics.median(matmul)
@@ -240,7 +250,7 @@ def main(argv: list[str]) -> None:
       "first_step_done_s": round(first_done, 2),
       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
       "step_mflops_per_example": round(flops_per_example / 1e6, 3),
-      "matmul_gflops": round(peak / 1e9, 1),
+      "matmul_gflops": round(peak / 1e9, 1), "matmul_dtype": dtype,
       "roofline_fraction": round(median * flops_per_example / peak, 4),
       "load": load_average(), "machine": machine(), "versions": versions(),
   }

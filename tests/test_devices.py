@@ -18,13 +18,16 @@ from tests.conftest import ROOT
 # case: (config, the metric compared, config overrides). Every model family on the
 # bundled digits: cnn_strong and resnet carry batch norm; iwae draws k samples per image
 # and computes the test NLL over sharded batches; the microbatched cases split each
-# sharded batch into parts (with batch norm: each part's statistics). resnet's SGD at lr
+# sharded batch into parts (with batch norm: each part's statistics); bfloat16 matmuls
+# round the same operands on any number of devices. resnet's SGD at lr
 # 0.1 on 8x8 images amplifies float rounding (the order of the cross-device batch-norm
 # sums) ~3x per step, so it compares at a learning rate where 12 steps stay within
 # tolerance.
 CASES = {"cnn": ("cnn", "loss", {}), "cnn_strong": ("cnn_strong", "loss", {}),
          "cnn_microbatched": ("cnn", "loss", {"microbatch_size": 32}),
          "cnn_strong_microbatched": ("cnn_strong", "loss", {"microbatch_size": 64}),
+         "cnn_bfloat16_matmuls": ("cnn", "loss", {"matmul_precision": "bfloat16",
+                                                  "microbatch_size": 32}),
          "resnet": ("resnet", "loss", {"optimizer.learning_rate": 0.003}),
          "kernel_svm": ("kernel_svm", "loss", {}),
          "rnn": ("rnn", "loss", {}), "vit": ("vit", "loss", {}),

@@ -43,10 +43,11 @@ def validate_numbers(config: ml_collections.ConfigDict) -> None:
 
 
 PRECISIONS = ("float32", "bfloat16")
+MATMUL_PRECISIONS = ("default", "float32", "tensorfloat32", "bfloat16")
 
 
 def validate_speed(config: ml_collections.ConfigDict) -> None:
-  """steps_per_call, microbatch_size, precision and profile_steps."""
+  """steps_per_call, microbatch_size, precision, matmul_precision and profile_steps."""
   k = config.steps_per_call
   _require(k >= 1, "steps_per_call", k, "a positive integer")
   for field in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps"):
@@ -60,6 +61,9 @@ def validate_speed(config: ml_collections.ConfigDict) -> None:
     _require(m == config.batch_size, "microbatch_size", m,
              "0 with task.kl_warmup_steps > 0 (the warm-up counts loss evaluations)")
   _require(config.precision in PRECISIONS, "precision", config.precision, f"one of {PRECISIONS}")
+  matmul_precision = config.get("matmul_precision", "default")
+  _require(matmul_precision in MATMUL_PRECISIONS, "matmul_precision", matmul_precision,
+           f"one of {MATMUL_PRECISIONS}")
   _require(parse_profile_steps(config.profile_steps) is not None, "profile_steps",
            config.profile_steps, "'' or 'START:END' with 0 <= START < END (steps)")
 

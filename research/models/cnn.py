@@ -35,6 +35,6 @@ class Model(nn.Module):
       x = layers.pool(x, self.pool, 2)
     x = layers.flatten(x)
     for features in self.dense_features:
-      x = layers.relu(normalize(nn.Dense(features, use_bias=not self.batch_norm)(x)))
+      x = layers.relu(normalize(layers.Dense(features, use_bias=not self.batch_norm)(x)))
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
-    return nn.Dense(self.num_classes)(x)
+    return layers.Dense(self.num_classes)(x)

@@ -1,11 +1,12 @@
 """Small building blocks shared by the model files."""
-from typing import Sequence
+from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from research.core import errors
+from research.models import matmul
 
 
 def relu(x: jnp.ndarray) -> jnp.ndarray:
@@ -26,6 +27,12 @@ def activation(name: str):
   return fn
 
 
+class Dense(nn.Dense):
+  """``nn.Dense`` (the same parameters and names) that honours bfloat16 matmuls on CPU too
+  (``matmul.dot_general``)."""
+  dot_general: Callable = matmul.dot_general
+
+
 class MLP(nn.Module):
   """Dense layers of the given widths, each followed by the activation."""
   widths: Sequence[int]
@@ -35,7 +42,7 @@ class MLP(nn.Module):
   def __call__(self, x):
     act = activation(self.activation)
     for width in self.widths:
-      x = act(nn.Dense(width)(x))
+      x = act(Dense(width)(x))
     return x
 
 
@@ -55,38 +62,16 @@ def resolve_conv_impl(impl: str) -> str:
   return impl
 
 
-def _padding(size: int, kernel: int, stride: int, padding: str) -> tuple[int, int, int]:
-  """(low pad, high pad, output size) along one spatial axis, as XLA pads SAME and VALID."""
-  if padding == "VALID":
-    return 0, 0, (size - kernel) // stride + 1
-  out = -(-size // stride)
-  total = max((out - 1) * stride + kernel - size, 0)
-  return total // 2, total - total // 2, out
-
-
-def im2col(x: jnp.ndarray, kernel_size: Sequence[int], strides: Sequence[int],
-           padding: str) -> jnp.ndarray:
-  """The patches a convolution sees, ``(N, H', W', kh * kw * C)``, ordered like a flattened
-  ``(kh, kw, C, ...)`` kernel: shifted (strided) slices of the padded input, concatenated."""
-  (lo_h, hi_h, out_h), (lo_w, hi_w, out_w) = (
-      _padding(x.shape[axis], k, s, padding)
-      for axis, k, s in zip((1, 2), kernel_size, strides))
-  x = jnp.pad(x, ((0, 0), (lo_h, hi_h), (lo_w, hi_w), (0, 0)))
-  (kh, kw), (sh, sw) = kernel_size, strides
-  shifted = [x[:, i:i + sh * (out_h - 1) + 1:sh, j:j + sw * (out_w - 1) + 1:sw, :]
-             for i in range(kh) for j in range(kw)]
-  return shifted[0] if len(shifted) == 1 else jnp.concatenate(shifted, axis=-1)
-
-
 class Conv(nn.Module):
   """A 2-D convolution over NHWC images with ``nn.Conv``'s parameters (``kernel`` of shape
   ``(kh, kw, C_in, C_out)``, ``bias``) and initializers, so checkpoints do not depend on
   ``impl``:
 
   - ``xla``: ``lax.conv_general_dilated``, i.e. XLA's convolution (cuDNN on GPU);
-  - ``im2col``: the patches (``im2col``) times the flattened kernel, one matmul. On
+  - ``im2col``: the patches (``matmul.im2col``) times the flattened kernel, one matmul. On
     XLA:CPU this runs the matmul in its fast dot library and, unlike XLA's CPU
-    convolution, stays fast inside ``lax.scan`` (``steps_per_call``, ``microbatch_size``);
+    convolution, stays fast inside ``lax.scan`` (``steps_per_call``, ``microbatch_size``),
+    and it honours bfloat16 matmuls (``matmul.bfloat16_matmuls``);
   - ``auto``: ``im2col`` on CPU, ``xla`` elsewhere.
   """
   features: int
@@ -103,8 +88,7 @@ class Conv(nn.Module):
                         kernel_size + (x.shape[-1], self.features))
     kernel = kernel.astype(x.dtype)
     if resolve_conv_impl(self.impl) == "im2col":
-      y = jnp.dot(im2col(x, kernel_size, strides, self.padding),
-                  kernel.reshape(-1, self.features))
+      y = matmul.im2col_conv(x, kernel, kernel_size, strides, self.padding)
     else:
       y = jax.lax.conv_general_dilated(x, kernel, strides, self.padding,
                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))

@@ -17,5 +17,5 @@ class Model(nn.Module):
     x = layers.flatten(x)
     act = layers.activation(self.activation)
     for width in self.hidden:
-      x = nn.Dropout(self.dropout, deterministic=not train)(act(nn.Dense(width)(x)))
-    return nn.Dense(self.num_classes)(x)
+      x = nn.Dropout(self.dropout, deterministic=not train)(act(layers.Dense(width)(x)))
+    return layers.Dense(self.num_classes)(x)

@@ -10,6 +10,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from research.core import errors
+from research.models import layers
 
 CELLS = {"lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell}
 
@@ -42,4 +43,4 @@ class Model(nn.Module):
       x = x.reshape(x.shape[0], x.shape[1], -1)
     for _ in range(self.num_layers):
       x = nn.RNN(CELLS[self.cell](self.hidden))(x, seq_lengths=lengths)
-    return nn.Dense(self.num_classes)(last_valid(x, lengths))
+    return layers.Dense(self.num_classes)(last_valid(x, lengths))

@@ -7,7 +7,7 @@ an example's length are padding, and nothing they hold reaches the output.
 import flax.linen as nn
 import jax.numpy as jnp
 
-from research.models import transformer
+from research.models import layers, transformer
 
 
 def valid_positions(tokens: jnp.ndarray, lengths: jnp.ndarray) -> jnp.ndarray:
@@ -32,4 +32,4 @@ class Model(nn.Module):
     x = transformer.Encoder(self.depth, self.num_heads, self.mlp_dim, self.dropout)(
         x, mask=nn.make_attention_mask(valid, valid), train=train)
     x = nn.Dropout(self.pooled_dropout, deterministic=not train)(transformer.mean_pool(x, valid))
-    return nn.Dense(self.num_classes)(x)
+    return layers.Dense(self.num_classes)(x)

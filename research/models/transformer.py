@@ -2,6 +2,8 @@
 import flax.linen as nn
 import jax.numpy as jnp
 
+from research.models import layers
+
 
 class EncoderBlock(nn.Module):
   num_heads: int
@@ -16,7 +18,7 @@ class EncoderBlock(nn.Module):
                                         deterministic=not train)(y, y, mask=mask)
     x = x + drop(y)
     y = nn.LayerNorm()(x)
-    y = nn.Dense(x.shape[-1])(drop(nn.gelu(nn.Dense(self.mlp_dim)(y))))
+    y = layers.Dense(x.shape[-1])(drop(nn.gelu(layers.Dense(self.mlp_dim)(y))))
     return x + drop(y)
 
 

@@ -43,9 +43,9 @@ class Model(nn.Module):
 
   def setup(self):
     self.encoder = layers.MLP(self.hidden, self.activation)
-    self.posterior = nn.Dense(2 * self.latent_dim)
+    self.posterior = layers.Dense(2 * self.latent_dim)
     self.decoder = layers.MLP(tuple(reversed(self.hidden)), self.activation)
-    self.likelihood = nn.Dense(math.prod(self.image_shape) * self.outputs_per_pixel)
+    self.likelihood = layers.Dense(math.prod(self.image_shape) * self.outputs_per_pixel)
 
   def encode(self, x, condition=None):
     return split_posterior(self.posterior(self.encoder(with_condition(layers.flatten(x), condition))))

@@ -2,7 +2,7 @@
 Transformer encoder -> mean-pooled tokens -> linear head."""
 import flax.linen as nn
 
-from research.models import transformer
+from research.models import layers, transformer
 
 
 class Model(nn.Module):
@@ -20,4 +20,4 @@ class Model(nn.Module):
     x = nn.Conv(self.hidden, (p, p), strides=(p, p), padding="VALID")(x)
     x = x.reshape(x.shape[0], -1, self.hidden)  # (batch, patches, hidden)
     x = transformer.Encoder(self.depth, self.num_heads, self.mlp_dim, self.dropout)(x, train=train)
-    return nn.Dense(self.num_classes)(transformer.mean_pool(x))
+    return layers.Dense(self.num_classes)(transformer.mean_pool(x))

@@ -11,6 +11,8 @@ A task module defines ``Task(config)`` with
     the final evaluation gathers over a whole split and hands to
     ``report(predictions, directory, prefix) -> scalars`` (e.g. a confusion matrix).
 """
+import contextlib
+
 import flax.linen as nn
 import jax
 import ml_collections
@@ -30,15 +32,19 @@ def make_task(config: ml_collections.ConfigDict):
 
 
 def apply_model(model: nn.Module, params, model_state, *args, rng: jax.Array, train: bool,
-                method=None):
-  """Applies ``model``; in training, mutable collections (batch stats) are updated."""
+                method=None, matmul_precision: str = "default"):
+  """Applies ``model``; in training, mutable collections (batch stats) are updated.
+  ``matmul_precision`` other than ``default`` is ``jax.default_matmul_precision`` for the
+  model's matmuls (``research/models/matmul.py``)."""
   variables = {"params": params, **model_state}
   kwargs = {"rngs": {"dropout": rng}, "method": method}
   if method is None:
     kwargs["train"] = train
-  if train and model_state:
-    return model.apply(variables, *args, mutable=list(model_state), **kwargs)
-  return model.apply(variables, *args, **kwargs), model_state
+  with (contextlib.nullcontext() if matmul_precision == "default"
+        else jax.default_matmul_precision(matmul_precision)):
+    if train and model_state:
+      return model.apply(variables, *args, mutable=list(model_state), **kwargs)
+    return model.apply(variables, *args, **kwargs), model_state
 
 
 class BaseTask:
@@ -49,6 +55,7 @@ class BaseTask:
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
     self.model = build_model(config)
+    self.matmul_precision = config.get("matmul_precision", "default")
 
   def model_inputs(self, batch: dict) -> tuple:
     """The batch features the model takes, in order: ``config.task.inputs`` (default: the

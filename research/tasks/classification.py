@@ -65,7 +65,7 @@ class Task(base.BaseTask):
 
   def logits(self, params, model_state, batch, rng, train):
     return base.apply_model(self.model, params, model_state, *self.model_inputs(batch), rng=rng,
-                            train=train)
+                            train=train, matmul_precision=self.matmul_precision)
 
   def loss_fn(self, params, model_state, batch, rng, train):
     logits, model_state = self.logits(params, model_state, batch, rng, train)

@@ -97,7 +97,7 @@ class Task(base.BaseTask):
   def _apply(self, params, model_state, method, *args, rng, train=False):
     model_state = {k: v for k, v in model_state.items() if k != WARMUP}
     out, _ = base.apply_model(self.model, params, model_state, *args, rng=rng, train=train,
-                              method=method)
+                              method=method, matmul_precision=self.matmul_precision)
     return out
 
   def decode_mean(self, params, model_state, z, condition, rng):
