@@ -76,7 +76,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.microbatch_size = 0  # m > 0: the step takes each batch's gradient in parts of m examples
   config.precision = "float32"  # or "bfloat16": forward/backward dtype; params stay float32
   # "bfloat16": matmuls round their operands to bfloat16 and accumulate in float32, all else
-  # float32 (research/models/matmul.py; 1.5x on the CNN with AMX); "default": JAX's.
+  # float32 (research/models/matmul.py; the CNN 1.5x faster on a CPU with AMX); "default": JAX's.
   config.matmul_precision = "default"
   config.compilation_cache_dir = ""  # a folder: persistent XLA cache shared by runs
   config.profile_steps = ""  # "START:END": a jax.profiler trace of those steps in WORKDIR/profile

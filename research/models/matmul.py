@@ -9,10 +9,13 @@ ignores it, so ``layers.Dense`` and ``layers.Conv`` (im2col) implement it here
 than a float32 one (benchmarks/RESULTS.md).
 
 Two things keep XLA:CPU on its fast bfloat16 matmul: every product has a plain
-``(M, K) x (K, N)`` or ``(M, K) x (N, K)`` layout (a weight gradient ``x^T g`` of a
-convolution multiplies patches built already transposed, ``im2col_transposed``), and the
-patches are gathered on the bfloat16 values' bits (uint16), because XLA:CPU converts every
-bfloat16 slice and concatenation to float32 and back.
+``(M, K) x (K, N)`` or ``(M, K) x (N, K)`` layout, because XLA:CPU runs a bfloat16 dot
+that contracts its first operand's rows (a weight gradient ``x^T g``) in float32 after
+converting both operands; so a dense layer's ``x^T`` is materialized first
+(``_transposed``) and a convolution's kernel gradient multiplies patches gathered already
+transposed (``im2col_transposed``). And data movement on bfloat16 values (patch gathers,
+transposes) runs on their bits as uint16, because XLA:CPU converts every bfloat16 slice
+and concatenation to float32 and back.
 """
 import functools
 from typing import Sequence
@@ -75,11 +78,20 @@ def im2col_transposed(x: jnp.ndarray, kernel_size: Sequence[int], strides: Seque
   return patches.reshape(patches.shape[0], -1)
 
 
-def _on_bits(gather, x: jnp.ndarray, *args) -> jnp.ndarray:
-  """``gather(x, *args)`` for bfloat16 ``x`` and a ``gather`` that only moves values (pads
-  with zeros, slices, concatenates), run on their bits as uint16."""
-  moved = gather(jax.lax.bitcast_convert_type(x, jnp.uint16), *args)
+def _on_bits(move, x: jnp.ndarray, *args) -> jnp.ndarray:
+  """``move(x, *args)`` for bfloat16 ``x`` and a ``move`` that only moves values (pads
+  with zeros, slices, transposes, concatenates), run on their bits as uint16."""
+  moved = move(jax.lax.bitcast_convert_type(x, jnp.uint16), *args)
   return jax.lax.bitcast_convert_type(moved, BFLOAT16)
+
+
+def _transposed(a: jnp.ndarray) -> jnp.ndarray:
+  """``a.T`` for a bfloat16 matrix, materialized: its two column halves transposed and
+  stacked (on the bits), which XLA cannot fold into the dot that consumes it."""
+  if a.shape[1] == 1:
+    return a.reshape(1, -1)
+  half = a.shape[1] // 2
+  return _on_bits(lambda u: jnp.concatenate([u[:, :half].T, u[:, half:].T]), a)
 
 
 def _dot(a: jnp.ndarray, b: jnp.ndarray, contracting: tuple) -> jnp.ndarray:
@@ -91,7 +103,7 @@ def _dot(a: jnp.ndarray, b: jnp.ndarray, contracting: tuple) -> jnp.ndarray:
 def bfloat16_matmul(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
   """``x @ w`` for float32 ``(M, K)`` and ``(K, N)`` matrices with bfloat16 operands and
   float32 results; both gradients are bfloat16 matmuls of the float32 output gradient
-  rounded to bfloat16."""
+  rounded to bfloat16, the kernel's ``x^T g`` with ``x^T`` materialized."""
   return _bfloat16_matmul_fwd(x, w)[0]
 
 
@@ -103,7 +115,7 @@ def _bfloat16_matmul_fwd(x, w):
 def _bfloat16_matmul_bwd(residuals, g):
   xb, wb = residuals
   gb = g.astype(BFLOAT16)
-  return _dot(gb, wb, ((1,), (1,))), _dot(xb, gb, ((0,), (0,)))
+  return _dot(gb, wb, ((1,), (1,))), _dot(_transposed(xb), gb, ((1,), (0,)))
 
 
 bfloat16_matmul.defvjp(_bfloat16_matmul_fwd, _bfloat16_matmul_bwd)
