@@ -43,6 +43,12 @@ def run(command: list[str]) -> dict:
   return last_json(proc.stdout)
 
 
+def bfloat16_roofline(result: dict) -> str:
+  """`` (N% of bfloat16's)`` where throughput.py measured a bfloat16 roofline too."""
+  fraction = result.get("bfloat16_roofline_fraction")
+  return "" if fraction is None else f" ({fraction:.1%} of bfloat16's)"
+
+
 def insert_row(path: str, header: str, row: str) -> None:
   """Appends ``row`` to the Markdown table whose header line starts with ``header``."""
   lines = open(path).read().splitlines()
@@ -86,8 +92,8 @@ def main() -> None:
           f"{b['examples_per_s_median']:,.0f} ex/s ({b['examples_per_s_min']:,.0f}-"
           f"{b['examples_per_s_max']:,.0f}), ratio {ratio:.2f}; project compile "
           f"{a['compile_s']:.2f} s, start-up {a['startup_s']:.1f} s, roofline "
-          f"{a['roofline_fraction']:.1%}, RSS {a['peak_rss_mb']:.0f} MB; load {a['load']}",
-          flush=True)
+          f"{a['roofline_fraction']:.1%}{bfloat16_roofline(a)}, RSS {a['peak_rss_mb']:.0f} MB; "
+          f"load {a['load']}", flush=True)
   median = statistics.median(r for _, _, r in pairs)
   print(f"median ratio project/torch ({args.model}): {median:.2f}")
   if args.results:

@@ -14,9 +14,9 @@ and feeds it the same calls as ``loop.train`` (``loop.train_calls``), then repor
   and to the end of that call (its own compilation, if JAX did not reuse the one above);
 - peak RSS of the process;
 - roofline: the FLOPs per example of one train step from XLA's cost analysis, times
-  examples/s, over the FLOP/s of a large matmul on the same devices (measured here, before
-  and after the windows), with bfloat16 operands where the run's matmuls have them
-  (``precision`` or ``matmul_precision`` bfloat16), else float32.
+  examples/s, over the FLOP/s of a large float32 matmul on the same devices (measured
+  here, before and after the windows); where the run's matmuls take bfloat16 operands
+  (``precision`` or ``matmul_precision`` bfloat16), also over a bfloat16 matmul's.
 
 Prints one JSON line and, unless
 ``--results=''``, appends a row with the command, machine, versions, load and date to
@@ -75,10 +75,11 @@ def matmul_flops_per_sec(dtype: str = "float32", n: int = 2048, repeats: int = 5
   return rates
 
 
-def matmul_dtype(config) -> str:
-  """The operand dtype of the run's matmuls, whose matmul FLOP/s is its roofline."""
+def matmul_dtypes(config) -> tuple[str, ...]:
+  """Operand dtypes whose matmul FLOP/s are rooflines for the run: float32 always, and
+  bfloat16 where the run's matmuls take bfloat16 operands."""
   bfloat16 = "bfloat16" in (config.precision, config.get("matmul_precision", "default"))
-  return "bfloat16" if bfloat16 else "float32"
+  return ("float32", "bfloat16") if bfloat16 else ("float32",)
 
 
 def flops_of(compiled) -> float:
@@ -189,7 +190,8 @@ def append_row(path: str, result: dict, command: str) -> None:
   row = (f"| {datetime.date.today()} | `{command}` | {r['examples_per_s_median']:,.0f} "
          f"({r['examples_per_s_min']:,.0f}-{r['examples_per_s_max']:,.0f}) | "
          f"{r['roofline_fraction']:.1%} of {r['matmul_gflops']:.0f} GFLOP/s"
-         f"{' (bfloat16)' if r['matmul_dtype'] == 'bfloat16' else ''} "
+         + (f", {r['bfloat16_roofline_fraction']:.1%} of {r['bfloat16_matmul_gflops']:.0f} "
+            f"GFLOP/s bfloat16" if "bfloat16_matmul_gflops" in r else "") + " "
          f"({r['step_mflops_per_example']:.1f} MFLOP/ex) | {r['compile_s']:.2f} s | "
          f"{r['startup_s']:.1f} s / {r['first_step_done_s']:.1f} s | "
          f"{r['peak_rss_mb'] / 1024:.2f} GB | {r['load']} | {r['machine']}; {r['versions']} |")
@@ -233,14 +235,16 @@ def main(argv: list[str]) -> None:
     state, metrics = exp.train_step(exp.state, *inputs)
     jax.block_until_ready((state, metrics))
     first_done = startup + time.perf_counter() - start  # as if that call came first
-    dtype = matmul_dtype(config)
-    matmul = matmul_flops_per_sec(dtype)
+    dtypes = matmul_dtypes(config)
+    matmul = {dtype: matmul_flops_per_sec(dtype) for dtype in dtypes}
     rates, calls_per_window = timed_windows(exp, state, calls, flags.FLAGS.window_secs,
                                             flags.FLAGS.windows)
-    matmul += matmul_flops_per_sec(dtype)
+    for dtype in dtypes:
+      matmul[dtype] += matmul_flops_per_sec(dtype)
   finally:
     exp.close()
-  median, peak = statistics.median(rates), statistics.median(matmul)
+  median = statistics.median(rates)
+  peaks = {dtype: statistics.median(rates_) for dtype, rates_ in matmul.items()}
   result = {
       "config": run_name, "batch_size": config.batch_size, "steps_per_call": config.steps_per_call,
       "precision": config.precision, "examples_per_s_median": round(median, 1),
@@ -250,8 +254,12 @@ def main(argv: list[str]) -> None:
       "first_step_done_s": round(first_done, 2),
       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
       "step_mflops_per_example": round(flops_per_example / 1e6, 3),
-      "matmul_gflops": round(peak / 1e9, 1), "matmul_dtype": dtype,
-      "roofline_fraction": round(median * flops_per_example / peak, 4),
+      "matmul_gflops": round(peaks["float32"] / 1e9, 1),
+      "roofline_fraction": round(median * flops_per_example / peaks["float32"], 4),
+      **{f"{dtype}_matmul_gflops": round(peak / 1e9, 1) for dtype, peak in peaks.items()
+         if dtype != "float32"},
+      **{f"{dtype}_roofline_fraction": round(median * flops_per_example / peak, 4)
+         for dtype, peak in peaks.items() if dtype != "float32"},
       "load": load_average(), "machine": machine(), "versions": versions(),
   }
   print(json.dumps(result), flush=True)
