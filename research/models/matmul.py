@@ -140,9 +140,9 @@ def _bfloat16_im2col_conv_bwd(kernel_size, strides, padding, residuals, g):
   g_rows = g.reshape(-1, g.shape[-1]).astype(BFLOAT16)
   kernel_matrix = kb.reshape(-1, kb.shape[-1])
   patches_grad = _dot(g_rows, kernel_matrix, ((1,), (1,)))
-  _, im2col_vjp = jax.vjp(lambda x: im2col(x, kernel_size, strides, padding),
-                          jnp.zeros(xb.shape, jnp.float32))
-  x_grad, = im2col_vjp(patches_grad.reshape(g.shape[:-1] + (kernel_matrix.shape[0],)))
+  im2col_transpose = jax.linear_transpose(lambda x: im2col(x, kernel_size, strides, padding),
+                                          jax.ShapeDtypeStruct(xb.shape, jnp.float32))
+  x_grad, = im2col_transpose(patches_grad.reshape(g.shape[:-1] + (kernel_matrix.shape[0],)))
   patches_t = _on_bits(im2col_transposed, xb, kernel_size, strides, padding)
   kernel_grad = _dot(patches_t, g_rows, ((1,), (0,)))
   return x_grad, kernel_grad.reshape(kb.shape)
