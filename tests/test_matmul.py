@@ -23,6 +23,12 @@ def rounded(x):
   return x.astype(jnp.bfloat16).astype(jnp.float32)
 
 
+def with_rounded_kernel(variables):
+  """A layer's variables with its kernel rounded to bfloat16 (the bias as it is)."""
+  params = variables["params"]
+  return {"params": {**params, "kernel": rounded(params["kernel"])}}
+
+
 def bfloat16_cotangent(shape, seed=2):
   """A float32 output gradient that bfloat16 holds exactly (the backward pass rounds it)."""
   return rounded(jax.random.normal(jax.random.PRNGKey(seed), shape))
@@ -53,9 +59,7 @@ def test_dense_under_bfloat16_matmuls_multiplies_rounded_operands():
   g = bfloat16_cotangent((2, 3, 24))
   with jax.default_matmul_precision("bfloat16"):
     fast = value_and_grads(lambda v, x: dense.apply(v, x), g, variables, x)
-  rounded_kernel = {"params": {**variables["params"],
-                               "kernel": rounded(variables["params"]["kernel"])}}
-  exact = value_and_grads(lambda v, x: reference.apply(v, x), g, rounded_kernel,
+  exact = value_and_grads(lambda v, x: reference.apply(v, x), g, with_rounded_kernel(variables),
                           rounded(x))
   assert_same(fast, exact)
   assert not np.allclose(fast[0], dense.apply(variables, x), rtol=1e-6, atol=0)  # it rounded
@@ -72,10 +76,9 @@ def test_im2col_conv_under_bfloat16_matmuls_convolves_rounded_operands(shape, ke
   g = bfloat16_cotangent(y.shape)
   with jax.default_matmul_precision("bfloat16"):
     fast = value_and_grads(lambda v, x: conv.apply(v, x), g, variables, x)
-  rounded_kernel = {"params": {**variables["params"],
-                               "kernel": rounded(variables["params"]["kernel"])}}
   with jax.default_matmul_precision("highest"):
-    exact = value_and_grads(lambda v, x: reference.apply(v, x), g, rounded_kernel, rounded(x))
+    exact = value_and_grads(lambda v, x: reference.apply(v, x), g,
+                            with_rounded_kernel(variables), rounded(x))
   # Float32 sums of up to 1,568 products (the kernel gradient) in another order.
   assert_same(fast, exact, rtol=1e-5, atol=1e-4)
   assert not np.allclose(fast[0], y, rtol=1e-5, atol=1e-4)  # it rounded
