@@ -126,16 +126,18 @@ def steps_of(inputs) -> int:
 def timed_windows(exp, state, calls, window_secs: float, windows: int):
   """Examples/s of ``windows`` windows of whole calls, each about ``window_secs`` long."""
   import jax
+  from research.core import dispatch
   batch = exp.config.batch_size
 
   def run(num_calls):
     nonlocal state
-    steps, metrics = 0, None
+    steps, metrics, run_ahead = 0, None, dispatch.RunAhead()
     start = time.perf_counter()
-    for _ in range(num_calls):
+    for _ in range(num_calls):  # as loop.train feeds them
       _, inputs = next(calls)
       state, new = exp.train_step(state, *inputs)
-      metrics = new if metrics is None else metrics.merge(new)  # as loop.train does
+      metrics = dispatch.accumulate(metrics, new)
+      run_ahead(new)
       steps += steps_of(inputs)
     jax.block_until_ready((state, metrics))
     return steps * batch, time.perf_counter() - start

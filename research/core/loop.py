@@ -19,8 +19,9 @@ from absl import logging
 from clu import periodic_actions
 from jax.experimental import multihost_utils
 
-from research.core import (checkpoint, errors, gate, optim, preemption, replicas as replicas_lib,
-                           sharding, state as state_lib, step as step_lib, validation, writers)
+from research.core import (checkpoint, dispatch, errors, gate, optim, preemption,
+                           replicas as replicas_lib, sharding, state as state_lib, step as step_lib,
+                           validation, writers)
 from research.data import pipeline, preprocess, text
 from research.evaluation import images as images_lib
 from research.tasks import base as tasks_base
@@ -56,10 +57,11 @@ def total_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
 
 def evaluate(eval_step, state, batches: list, rng: jax.Array) -> dict[str, float]:
   """Metrics over a whole split; the eval key depends only on the batch index."""
-  total = None
+  total, run_ahead = None, dispatch.RunAhead()
   for i, batch in enumerate(batches):
     metrics = eval_step(state, batch, jax.random.fold_in(rng, i))
-    total = metrics if total is None else total.merge(metrics)
+    total = dispatch.accumulate(total, metrics)
+    run_ahead(metrics)
   return {k: float(v) for k, v in total.compute().items()}
 
 
@@ -431,12 +433,13 @@ def train(exp: Experiment, step_hook: Callable[[int], None] | None = None):
       if every_steps else 60.0)
   train_metrics, val_metrics = None, None
   window_start, window_step = time.perf_counter(), start_step
-  profiler = Profiler(config.profile_steps, exp.workdir)
+  profiler, run_ahead = Profiler(config.profile_steps, exp.workdir), dispatch.RunAhead()
   with preemption.SignalWatcher() as signals:
     for step, inputs in train_calls(exp, start_step, num_steps):
       state, metrics = exp.train_step(state, *inputs)
       profiler(step, state)
-      train_metrics = metrics if train_metrics is None else train_metrics.merge(metrics)
+      train_metrics = dispatch.accumulate(train_metrics, metrics)
+      run_ahead(metrics)
       report_progress(step)
       is_last, is_log_step = step == num_steps, step % config.log_every_steps == 0
       stop = signals.stop_requested(can_sync=is_log_step)
