@@ -7,12 +7,13 @@ the devices. Two things keep that queue short:
   ``Collection.merge`` is one per metric field);
 - ``RunAhead`` keeps the host at most ``calls`` calls ahead of the devices. XLA:CPU needs
   this with several devices in one process (``--xla_force_host_platform_device_count``):
-  its client launches each device's part of a call on a pool of as many threads as cores,
-  and a launch on a device with 32 computations queued blocks its thread until one ends.
-  With the host far enough ahead, every pool thread is so blocked, or runs a call whose
-  all-reduce waits for the part on another device that no thread is left to run: a
-  deadlock, which XLA aborts after 40 s ("Termination timeout for all reduce"). The
-  devices stay as busy as before, because the next calls are queued already.
+  its client launches each device's part of a call on a pool of as many threads as cores
+  (or devices, if more), and a launch on a device with 32 computations queued blocks its
+  thread until one ends. With the host far enough ahead, every pool thread is so blocked,
+  or runs a call whose all-reduce waits for the part on another device that no thread is
+  left to run: a deadlock, which XLA aborts after 40 s ("Termination timeout for all
+  reduce"; benchmarks/RESULTS.md, "Host run-ahead"). This is a wait, not a sync: the
+  devices stay as busy as before, with the next calls queued already.
 """
 import collections
 

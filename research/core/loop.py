@@ -4,7 +4,9 @@
     periodically: log train metrics, evaluate on validation, write images, checkpoint
     at the end: evaluate on test, check the gate
 
-The loop never syncs with the devices except when it logs, evaluates or saves.
+The loop never syncs with the devices except when it logs, evaluates or saves; it only
+waits for the call two before the one it just queued (``dispatch.RunAhead``), so the
+devices always have the next calls queued.
 """
 import dataclasses
 import json
