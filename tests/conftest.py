@@ -1,6 +1,7 @@
 """Shared fixtures: small configs on the bundled digits data, built offline in a temp dir."""
 import importlib
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -53,6 +54,14 @@ def run_launcher(*args: str, env: dict | None = None, timeout: int = 300):
   full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
   return subprocess.run([sys.executable, os.path.join(ROOT, "launch.py"), *args],
                         cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def stderr_summary(stderr: str, tail: int = 3000) -> str:
+  """A failed subprocess's stderr for an assertion message: XLA's fatal and error log
+  lines (``F1124 ...``, ``E1124 ...``: an abort's stack traces push them out of the tail)
+  first, then the tail."""
+  logged = [line for line in stderr.splitlines() if re.match(r"[FE]\d{4} ", line)]
+  return "\n".join(logged[-10:] + ["...", stderr[-tail:]])
 
 
 def error_lines(proc) -> list[str]:

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from research.core import errors, loop, validation
-from tests.conftest import error_lines, load_config, run_launcher
+from tests.conftest import error_lines, load_config, run_launcher, stderr_summary
 
 def saved_checkpoints(workdir) -> list[str]:
   directory = workdir / "checkpoints"
@@ -56,10 +56,10 @@ def test_bad_input_is_one_line(case, data_dir, tmp_path):
   if not any(a.startswith("--workdir") for a in args):
     args = [*args, f"--workdir={tmp_path / 'run'}"]
   proc = run_launcher(*args, f"--config.data.data_dir={data_dir}", env=env[0] if env else None)
-  assert proc.returncode == 2, proc.stderr[-3000:]
+  assert proc.returncode == 2, stderr_summary(proc.stderr)
   assert "Traceback" not in proc.stderr + proc.stdout
   lines = error_lines(proc)
-  assert len(lines) == 1, proc.stderr[-3000:]
+  assert len(lines) == 1, stderr_summary(proc.stderr)
   for fragment in fragments:
     assert fragment in lines[0], lines[0]
   assert not saved_checkpoints(tmp_path / "run")
@@ -118,7 +118,7 @@ def test_eval_mode_checks_the_checkpoint_and_its_inputs(data_dir, tmp_path):
   loop.train_and_evaluate(config, str(workdir))
   proc = run_launcher("--config=vae:digits", "--mode=eval", "--config.total_steps=10",
                       f"--workdir={workdir}", f"--config.data.data_dir={data_dir}")
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert proc.returncode == 0, stderr_summary(proc.stderr)
   assert "test/neg_elbo=" in proc.stdout
 
 

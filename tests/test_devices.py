@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from research.core import writers
-from tests.conftest import ROOT
+from tests.conftest import ROOT, stderr_summary
 
 # case: (config, the metric compared, config overrides). Every model family on the
 # bundled digits: cnn_strong and resnet carry batch norm; iwae draws k samples per image
@@ -58,7 +58,7 @@ def runs(tmp_path_factory, data_dir):
     cases = json.dumps({case: (name, extra) for case, (name, _, extra) in CASES.items()})
     proc = subprocess.run([sys.executable, "-c", TRAIN_EACH, data_dir, str(root), cases],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, stderr_summary(proc.stderr)
     return proc.stdout.split()[-1], root
 
   return {devices: train_each(devices) for devices in (1, 8)}

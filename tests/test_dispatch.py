@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from clu import metrics as clu_metrics
 
 from research.core import dispatch
-from tests.conftest import ROOT
+from tests.conftest import ROOT, stderr_summary
 
 Metrics = clu_metrics.Collection.create(loss=clu_metrics.Average.from_output("loss"),
                                         norm=clu_metrics.Average.from_output("norm"))
@@ -68,5 +68,5 @@ def test_300_steps_with_all_reduces_on_two_cpu_devices_finish():
                       "--xla_cpu_collective_call_terminate_timeout_seconds=10"}
   proc = subprocess.run([sys.executable, "-c", FAR_AHEAD], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=120)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert proc.returncode == 0, stderr_summary(proc.stderr)
   assert proc.stdout.split() == ["2", str(512.0 * 512 * 256)]

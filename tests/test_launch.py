@@ -8,7 +8,7 @@ import pytest
 
 import launch
 from research.core import writers
-from tests.conftest import run_launcher
+from tests.conftest import run_launcher, stderr_summary
 
 
 def test_vae_digits_end_to_end_with_overrides(data_dir, tmp_path):
@@ -19,7 +19,7 @@ def test_vae_digits_end_to_end_with_overrides(data_dir, tmp_path):
                       "--config.checkpoint_every_steps=15", "--config.batch_size=64",
                       "--config.model.latent_dim=4", "--config.keep_checkpoints=1",
                       "--config.xla_flags=--xla_force_host_platform_device_count=2")
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert proc.returncode == 0, stderr_summary(proc.stderr)
   assert "devices: 2 x cpu" in proc.stdout  # config.xla_flags reached XLA before it started
   assert f"workdir: {workdir}" in proc.stdout
 
@@ -50,7 +50,7 @@ def test_classifier_writes_its_split_report(data_dir, tmp_path):
   workdir = tmp_path / "run"
   proc = run_launcher("--config=mlp:digits", f"--workdir={workdir}",
                       f"--config.data.data_dir={data_dir}", "--config.total_steps=20")
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert proc.returncode == 0, stderr_summary(proc.stderr)
   results = json.load(open(workdir / "results.json"))
   for key in ["test/accuracy", "test/ece", "test/precision_macro", "test/recall_macro"]:
     assert 0 <= results[key] <= 1, key

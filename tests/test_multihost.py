@@ -9,7 +9,7 @@ import sys
 import numpy as np
 
 from research.core import writers
-from tests.conftest import ROOT, run_launcher
+from tests.conftest import ROOT, run_launcher, stderr_summary
 
 RUN_FLAGS = ("--config=mlp:digits", "--config.total_steps=20", "--config.batch_size=64",
              "--config.log_every_steps=5", "--config.eval_every_steps=10",
@@ -36,12 +36,12 @@ def launch_processes(num_processes: int, workdir: str, data_dir: str) -> list[su
 def test_two_processes_equal_one(data_dir, tmp_path):
   single = run_launcher(*RUN_FLAGS, f"--workdir={tmp_path / 'single'}",
                         f"--config.data.data_dir={data_dir}", env={"XLA_FLAGS": ""})
-  assert single.returncode == 0, single.stderr[-3000:]
+  assert single.returncode == 0, stderr_summary(single.stderr)
 
   processes = launch_processes(2, str(tmp_path / "multi"), data_dir)
   outputs = [p.communicate(timeout=300) for p in processes]
   for p, (stdout, stderr) in zip(processes, outputs):
-    assert p.returncode == 0, stderr[-3000:]
+    assert p.returncode == 0, stderr_summary(stderr)
   assert "(2 process(es); process 0 holds 1)" in outputs[0][0]
   assert "(2 process(es); process 1 holds 1)" in outputs[1][0]
 

@@ -13,7 +13,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from research.core import errors, loop, writers
-from tests.conftest import ROOT, error_lines, load_config, run_launcher
+from tests.conftest import ROOT, error_lines, load_config, run_launcher, stderr_summary
 
 EXIT_DIVERGED, EXIT_PREEMPTED = 3, 75
 # Warm up from 0 to an absurd learning rate: the first steps are fine, then it diverges.
@@ -143,7 +143,7 @@ def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(data_
   proc = run_launcher(*launcher_args(workdir, data_dir, *DIVERGING,
                                      "--config.checkpoint_every_steps=2",
                                      "--config.log_every_steps=2"))
-  assert proc.returncode == EXIT_DIVERGED, proc.stderr[-3000:]
+  assert proc.returncode == EXIT_DIVERGED, stderr_summary(proc.stderr)
   messages = error_lines(proc)
   assert len(messages) == 1 and "training diverged:" in messages[0] and "is not finite at step" in messages[0]
   assert "Traceback" not in proc.stderr

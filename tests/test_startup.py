@@ -15,7 +15,7 @@ from etils import epath
 
 from research.core import writers
 from research.data import cache, pipeline
-from tests.conftest import ROOT, load_config
+from tests.conftest import ROOT, load_config, stderr_summary
 
 SPLITS = ("train_split", "val_split", "test_split")
 
@@ -156,8 +156,8 @@ def test_launch_with_cached_data_never_imports_tensorflow(data_dir, tmp_path):
        "--config=cnn_fast:digits", f"--workdir={workdir}", f"--config.data.data_dir={data_dir}",
        f"--config.data.cache_dir={tmp_path / 'cache'}", "--config.total_steps=10"],
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  assert "tensorflow modules: []" in proc.stderr, proc.stderr[-3000:]
+  assert proc.returncode == 0, stderr_summary(proc.stderr)
+  assert "tensorflow modules: []" in proc.stderr, stderr_summary(proc.stderr)
   assert glob.glob(str(workdir / "events.out.tfevents.*"))
   assert "test/accuracy=" in proc.stdout
 
