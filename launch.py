@@ -105,7 +105,7 @@ def apply_xla_flags(config) -> None:
 
 
 def exit_status(error: Exception) -> int:
-  from research.core import errors
+  from research import errors
   if isinstance(error, errors.Preempted):
     return EXIT_PREEMPTED
   if isinstance(error, errors.NonFiniteError):
@@ -140,7 +140,8 @@ def main() -> None:
   flags.DEFINE_integer("process_id", None, "This process's index in a multi-process run.")
 
   def run(_):
-    from research.core import distributed, errors, validation
+    from research import errors
+    from research.core import distributed
 
     FLAGS = flags.FLAGS
     apply_xla_flags(FLAGS.config)
@@ -153,14 +154,13 @@ def main() -> None:
     print(distributed.describe())
     print(f"workdir: {os.path.abspath(workdir)}")
     try:
-      validation.validate(config, workdir)  # before the heavy imports: bad configs fail fast
-      from research.core import loop
-      if flags.FLAGS.mode == "eval":
-        results = loop.evaluate_checkpoint(config, workdir)
-      elif flags.FLAGS.mode == "sample":
-        results = loop.sample_checkpoint(config, workdir, flags.FLAGS.num_samples)
+      if "study" in config:  # a program of runs (research/studies)
+        if FLAGS.mode != "train":
+          raise errors.ConfigError(f"--mode={FLAGS.mode} is for a single run; a study trains")
+        from research.studies import base as studies
+        results = studies.run_study(config, workdir)
       else:
-        results = loop.train_and_evaluate(config, workdir)
+        results = run_one(config, workdir, FLAGS.mode, FLAGS.num_samples)
     except errors.UserError as e:
       fail(str(e), exit_status(e))
     print("results: " + ", ".join(f"{k}={v:.5g}" for k, v in sorted(results.items())))
@@ -168,6 +168,18 @@ def main() -> None:
       fail(f"gate missed: {config.gate} does not hold", EXIT_GATE_MISSED)
 
   app.run(run, argv=argv, flags_parser=parse_flags)
+
+
+def run_one(config, workdir: str, mode: str, num_samples: int) -> dict[str, float]:
+  """One run in ``workdir``: trained (resuming), evaluated or sampled from."""
+  from research.train import validation
+  validation.validate(config, workdir)  # before the heavy imports: bad configs fail fast
+  from research.train import loop, modes
+  if mode == "eval":
+    return modes.evaluate_checkpoint(config, workdir)
+  if mode == "sample":
+    return modes.sample_checkpoint(config, workdir, num_samples)
+  return loop.train_and_evaluate(config, workdir)
 
 
 if __name__ == "__main__":

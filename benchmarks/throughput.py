@@ -2,9 +2,10 @@
 
     TFDS_DATA_DIR=../shared/tfds python benchmarks/throughput.py --config=cnn [--config.x=...]
 
-Builds the experiment exactly as ``launch.py`` does (``research.core.loop.build``: real
-data, the jitted train step of ``research/core/step.py``, ``steps_per_call`` and all)
-and feeds it the same calls as ``loop.train`` (``loop.train_calls``), then reports:
+Builds the experiment exactly as ``launch.py`` does (``research.train.experiment.build``:
+real data, the jitted train step of ``research/core/step.py``, ``steps_per_call`` and all)
+and feeds it the same calls as ``loop.train`` (the run's feed, ``research/data/feeds.py``),
+then reports:
 
 - examples/s: median (min-max) of ``--windows`` timed windows of about
   ``--window_secs`` each, after a warm-up;
@@ -91,36 +92,26 @@ def flops_of(compiled) -> float:
 def unsplit_train_step(exp):
   """``exp``'s train step on whole batches: XLA's cost analysis counts a loop body once,
   so a microbatched step (a scan over its parts) is costed through this one."""
-  from research.core import loop, optim, sharding
+  from research.train import experiment
   config = exp.config.copy_and_resolve_references()
   config.microbatch_size = 0
-  optimizer = optim.make_optimizer(config.optimizer, exp.num_steps)
-  train_step, _ = loop.make_train_fn(
-      config, exp.evaluator.task, optimizer, ("loss", "grad_norm"),
-      sharding.replicated(exp.batch_sharding.mesh), exp.batch_sharding, exp.indices_sharding,
-      exp.num_steps, exp.replicas)
-  return train_step
+  return experiment.make_train_step(config, exp.task, exp.adaptor, exp.feed, exp.mesh,
+                                    exp.num_steps)
 
 
 def step_flops_and_compile_seconds(exp) -> tuple[float, float]:
   """XLA's FLOPs per example of one train step (over all devices), and the seconds to
   trace, lower and compile ``exp.train_step`` for a call of one step (with
   ``steps_per_call > 1``: a scan of length one, whose cost is one step's)."""
-  from research.core import loop
-  _, inputs = next(loop.train_calls(exp, 0, 1))
+  _, inputs = next(exp.feed.calls(0, 1))
   start = time.perf_counter()
   compiled = exp.train_step.lower(exp.state, *inputs).compile()
   seconds = time.perf_counter() - start
   if exp.config.microbatch_size:
     compiled = unsplit_train_step(exp).lower(exp.state, *inputs).compile()
   # The cost analysis of a step partitioned over the mesh is that of one partition.
-  partitions = exp.batch_sharding.mesh.size
+  partitions = exp.mesh.size
   return flops_of(compiled) * partitions / exp.config.batch_size, seconds
-
-
-def steps_of(inputs) -> int:
-  """Train steps in one call's inputs."""
-  return 1 if len(inputs) == 1 else inputs[1].shape[0]
 
 
 def timed_windows(exp, state, calls, window_secs: float, windows: int):
@@ -138,7 +129,7 @@ def timed_windows(exp, state, calls, window_secs: float, windows: int):
       state, new = exp.train_step(state, *inputs)
       metrics = dispatch.accumulate(metrics, new)
       run_ahead(new)
-      steps += steps_of(inputs)
+      steps += exp.feed.steps_in(inputs)
     jax.block_until_ready((state, metrics))
     return steps * batch, time.perf_counter() - start
 
@@ -223,13 +214,13 @@ def main(argv: list[str]) -> None:
   from absl import logging
   logging.set_verbosity(logging.WARNING)
   import jax
-  from research.core import loop
+  from research.train import experiment
   config = flags.FLAGS.config
   launch.apply_xla_flags(config)
   workdir = tempfile.mkdtemp(prefix=f"throughput_{run_name}_")
-  exp = loop.build(config, workdir)
+  exp = experiment.build(config, workdir)
   try:
-    calls = loop.train_calls(exp, 0, 10 ** 9)
+    calls = exp.feed.calls(0, 10 ** 9)
     _, inputs = next(calls)
     startup = time.time() - PROCESS_START  # ready for the first train call
     flops_per_example, compile_s = step_flops_and_compile_seconds(exp)

@@ -21,9 +21,8 @@ CONV_IMPL = "auto"
 RESNET_XLA_CPU_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_DOT,"
                         "LIBRARY_FUSION_TYPE_ELTWISE,LIBRARY_FUSION_TYPE_REDUCE")
 
-# Image shapes of the datasets the configs know about.
-IMAGE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3),
-                "digits": (8, 8, 1)}
+# Image datasets the configs' ARG may name (any other works through --config.data.name).
+IMAGE_DATASETS = ("mnist", "fashion_mnist", "cifar10", "digits")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -82,7 +81,11 @@ def base_config() -> ml_collections.ConfigDict:
   config.profile_steps = ""  # "START:END": a jax.profiler trace of those steps in WORKDIR/profile
   config.xla_flags = ""  # extra XLA_FLAGS for this run, set before JAX starts (launch.py)
 
-  # vmap-parallel replicas of the run (research/core/replicas.py): one jitted step trains
+  # What is evaluated, when and on which data (research/evaluators/base.py): one entry per
+  # evaluation; the task's helpers below add the usual ones.
+  config.evals = ml_collections.ConfigDict()
+
+  # vmap-parallel replicas of the run (research/train/replicas.py): one jitted step trains
   # a replica per seed and/or learning rate; empty: a single run.
   config.replicas = ml_collections.ConfigDict()
   config.replicas.seeds = ()
@@ -99,14 +102,36 @@ def classification(config: ml_collections.ConfigDict, model: str, loss: str = "s
   config.model.name = model
   config.model.num_classes = 10
   config.model.update(model_fields)
+  classifier_evals(config)
   return config
+
+
+def periodic_eval(config: ml_collections.ConfigDict, type_name: str, data: str = "val",
+                  **fields) -> ml_collections.ConfigDict:
+  """An evaluation every ``config.eval_every_steps`` (a reference: overriding that field
+  moves it too), at the last step and in --mode=eval."""
+  return ml_collections.ConfigDict(dict(type=type_name, data=data,
+                                        every_steps=config.get_ref("eval_every_steps"), **fields))
+
+
+def final_eval(type_name: str, data: str = "test", **fields) -> ml_collections.ConfigDict:
+  """An evaluation once training is done (and in --mode=eval), scalars under ``test/``."""
+  return ml_collections.ConfigDict(dict(type=type_name, data=data, every_steps=0, prefix="test",
+                                        **fields))
+
+
+def classifier_evals(config: ml_collections.ConfigDict, report: str = "classification_report"):
+  """Validation metrics during training; test metrics and the split report at the end."""
+  config.evals.val = periodic_eval(config, "metrics")
+  config.evals.test = final_eval("metrics")
+  config.evals.report = final_eval(report)
 
 
 def select_dataset(config: ml_collections.ConfigDict, arg: str | None) -> str:
   """Applies ``arg`` as the dataset name; ``digits`` also shrinks the run to seconds."""
   name = arg or config.data.name
-  if name not in IMAGE_SHAPES:
-    raise ValueError(f"unknown config argument {arg!r}; known: {', '.join(IMAGE_SHAPES)}")
+  if name not in IMAGE_DATASETS:
+    raise ValueError(f"unknown config argument {arg!r}; known: {', '.join(IMAGE_DATASETS)}")
   config.data.name = name
   if name == "digits":  # 1,437 train images: a quick offline run
     config.num_epochs = 30.0
@@ -154,6 +179,7 @@ def text_dataset(config: ml_collections.ConfigDict, name: str) -> ml_collections
   config.task.inputs = ("tokens", "length")
   if len(spec["labels"]) > 1:
     config.task.name = "multilabel"
+    config.evals.report = final_eval("multilabel_report")
   config.model.num_classes = spec["num_classes"]
   config.model.vocab_size = config.data.text.get_ref("vocab_size")
   config.gate = ""
@@ -189,8 +215,6 @@ def vae(config: ml_collections.ConfigDict, arg: str | None, model: str, likeliho
   config.task.num_samples = num_samples
   config.task.beta = beta
   config.task.kl_warmup_steps = kl_warmup_steps
-  config.task.nll_samples = 5000  # the final test NLL by importance sampling
-  config.task.nll_chunk = nll_chunk
   config.task.sample_class = -1
   config.data.preprocess = "scale(0, 1)|binarize" if likelihood == "bernoulli" else "scale(0, 1)"
   config.model.name = model
@@ -198,8 +222,13 @@ def vae(config: ml_collections.ConfigDict, arg: str | None, model: str, likeliho
   config.model.update(model_fields)
   for preset in presets:
     config.model.update(VAE_PRESETS[preset])
+  config.model.image_shape = config_dict.placeholder(tuple)  # None: the data's
   name = select_dataset(config, datasets[0] if datasets else None)
-  config.model.image_shape = IMAGE_SHAPES[name]
-  if name == "digits":
-    config.task.nll_samples = 100  # seconds, for quick runs and tests
+  config.evals.val = periodic_eval(config, "metrics")
+  config.evals.images = periodic_eval(config, "images")
+  config.evals.test = final_eval("metrics")
+  # The test NLL by importance sampling: k samples per image, nll_chunk at a time.
+  config.evals.nll = final_eval("likelihood", num_samples=100 if name == "digits" else 5000,
+                                chunk=nll_chunk)
+  config.evals.latents = final_eval("latents")
   return config

@@ -2,7 +2,7 @@
 
 Bernoulli decoder, Gaussian posterior, standard normal prior. Training images are
 binarized afresh every step; validation and test images once, with a fixed key. The
-final evaluation adds the test NLL by importance sampling (task.nll_samples=5000).
+final evaluation adds the test NLL by importance sampling (evals.nll.num_samples=5000).
 
     python launch.py --config=vae            # MNIST (TFDS_DATA_DIR=../shared/tfds)
     python launch.py --config=vae:iwae_arch  # the IWAE paper's architecture (200-200 tanh, 50 latents)

@@ -4,7 +4,9 @@ import os
 
 import pytest
 
-from research.core import errors, loop, validation
+from research.train import modes
+from research import errors
+from research.train import loop, validation
 from tests.conftest import error_lines, load_config, run_launcher, stderr_summary
 
 def saved_checkpoints(workdir) -> list[str]:
@@ -79,8 +81,8 @@ LATE_CASES = {
                                   ["data.val_split='validation' is not a split of 'digits'",
                                    "train, test"]),
     "unknown dataset": ("vae", {"data.name": "no_such_data"}, ["unknown dataset 'no_such_data'"]),
-    "NLL gate without the NLL": ("vae", {"gate": "test/nll <= 88", "task.nll_samples": 0},
-                                 ["task.nll_samples=0", "needs the test NLL"]),
+    "NLL gate without the NLL": ("vae", {"gate": "test/nll <= 88", "evals.nll.num_samples": 0},
+                                 ["gate='test/nll <= 88'", "a metric an evaluation reports"]),
 }
 
 
@@ -114,7 +116,7 @@ def test_eval_mode_checks_the_checkpoint_and_its_inputs(data_dir, tmp_path):
   workdir = tmp_path / "run"
   config = load_config("vae", data_dir=data_dir, total_steps=10)
   with pytest.raises(errors.UserError, match="no checkpoint in"):
-    loop.evaluate_checkpoint(config, str(workdir))
+    modes.evaluate_checkpoint(config, str(workdir))
   loop.train_and_evaluate(config, str(workdir))
   proc = run_launcher("--config=vae:digits", "--mode=eval", "--config.total_steps=10",
                       f"--workdir={workdir}", f"--config.data.data_dir={data_dir}")
@@ -124,9 +126,9 @@ def test_eval_mode_checks_the_checkpoint_and_its_inputs(data_dir, tmp_path):
 
 def test_images_unlike_the_trained_ones_are_refused(mock_tfds, tmp_path):
   config = load_config("vae", arg=None, total_steps=2, batch_size=16, eval_batch_size=32,
-                       **{"task.nll_samples": 100})
+                       **{"evals.nll.num_samples": 100})
   loop.train_and_evaluate(config, str(tmp_path))  # MNIST-shaped mock images, 28x28x1 uint8
   config.data.name = "cifar10"  # 32x32x3
   with pytest.raises(errors.ConfigError, match=r"the data's image is \(32, 32, 3\) uint8, but the "
                      r"model in .* was trained on \(28, 28, 1\) uint8"):
-    loop.evaluate_checkpoint(config, str(tmp_path))
+    modes.evaluate_checkpoint(config, str(tmp_path))

@@ -4,7 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from research.core import errors, loop
+from research import errors
+from research.train import loop
 from research.data import pipeline, preprocess
 from tests.conftest import load_config
 

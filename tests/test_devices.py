@@ -36,7 +36,7 @@ CASES = {"cnn": ("cnn", "loss", {}), "cnn_strong": ("cnn_strong", "loss", {}),
 TRAIN_EACH = """
 import json, sys
 import jax
-from research.core import loop
+from research.train import loop
 from tests.conftest import load_config
 
 data_dir, root, cases = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])

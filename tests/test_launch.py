@@ -7,6 +7,7 @@ import ml_collections
 import pytest
 
 import launch
+from research.train import experiment
 from research.core import writers
 from tests.conftest import run_launcher, stderr_summary
 
@@ -73,11 +74,10 @@ def test_config_xla_flags_go_before_the_users(monkeypatch, env, extra, expected)
 
 
 def test_building_a_run_warns_when_its_xla_flags_never_reached_xla(monkeypatch, caplog):
-  from research.core import loop
   monkeypatch.delenv("XLA_FLAGS", raising=False)
-  loop.warn_if_xla_flags_missing("--a=1")
+  experiment.warn_if_xla_flags_missing("--a=1")
   assert "XLA runs without them" in caplog.text
   caplog.clear()
   launch.apply_xla_flags(ml_collections.ConfigDict({"xla_flags": "--a=1"}))
-  loop.warn_if_xla_flags_missing("--a=1")
+  experiment.warn_if_xla_flags_missing("--a=1")
   assert "XLA runs without them" not in caplog.text

@@ -10,7 +10,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import SVC, LinearSVC
 
-from research.core import loop, optim
+from research.core import state as state_lib
+from research.core import optim
 from research.data import pipeline, preprocess
 from research.tasks import base as tasks_base
 from tests.conftest import load_config
@@ -31,7 +32,7 @@ def fit_full_batch(config, images, labels, iterations=300):
   """Minimises the task's objective (mean loss + 0.5 * l2 * ||W||^2) with L-BFGS."""
   task = tasks_base.make_task(config)
   batch = {"image": jnp.asarray(images), "label": jnp.asarray(labels)}
-  state = loop.init_state(task, optim.make_optimizer(config.optimizer, 1),
+  state = state_lib.init_state(task, optim.make_optimizer(config.optimizer, 1),
                           lambda b, rng: b, batch, seed=0)
   params, model_state = state.params, state.model_state
   objective = lambda p: task.loss_fn(p, model_state, batch, jax.random.PRNGKey(0), False)[0]
@@ -52,8 +53,7 @@ def fit_full_batch(config, images, labels, iterations=300):
 
 
 def predict(task, params, model_state, images) -> np.ndarray:
-  logits, _ = task.logits(params, model_state, {"image": jnp.asarray(images)},
-                          jax.random.PRNGKey(0), False)
+  logits = task.logits(params, model_state, {"image": jnp.asarray(images)}, jax.random.PRNGKey(0))
   return np.asarray(jnp.argmax(logits, -1))
 
 

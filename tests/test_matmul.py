@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 import sklearn.datasets
 
-from research.core import errors, loop, optim, step as step_lib, validation
+from research.core import state as state_lib
+from research import errors
+from research.core import optim, step as step_lib
+from research.train import validation
 from research.data import preprocess
 from research.models import layers, matmul
 from research.tasks import base as tasks_base
@@ -121,7 +124,7 @@ def test_cnn_trains_with_bfloat16_matmuls_close_to_float32(data_dir):
     optimizer = optim.make_optimizer(config.optimizer, 100)
     preprocess_fn = preprocess.parse(config.data.preprocess)
     step = jax.jit(step_lib.make_train_step(task, optimizer, preprocess_fn, microbatches=2))
-    state = loop.init_state(task, optimizer, preprocess_fn, {n: v[:1] for n, v in batch.items()},
+    state = state_lib.init_state(task, optimizer, preprocess_fn, {n: v[:1] for n, v in batch.items()},
                             seed=0)
     emulated = precision == "bfloat16" and jax.default_backend() == "cpu"
     assert ("bf16" in step.lower(state, batch).as_text()) == emulated

@@ -5,8 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from research.core import errors
-from research.models import cnn, layers, linear, mlp, random_features, resnet, rnn, vae, vit
+from research import errors
+from research.models import (base, cnn, conv_vae, layers, linear, mlp, random_features, resnet,
+                             rnn, text_transformer, vae, vit)
 
 
 def count_params(variables) -> int:
@@ -140,3 +141,85 @@ def test_kernel_svm_trains_only_the_linear_layer():
   assert jax.tree.map(jnp.shape, variables["params"]) == {
       "Dense_0": {"bias": (10,), "kernel": (256, 10)}}
   assert variables["random_features"]["RandomFourierFeatures_0"]["projection"].shape == (64, 256)
+
+
+def _images():
+  return (jax.random.normal(jax.random.PRNGKey(3), (5, 8, 8, 1)),)
+
+
+def _text():
+  return jax.random.randint(jax.random.PRNGKey(4), (5, 6), 0, 11), jnp.array([6, 3, 1, 0, 5])
+
+
+# (model, inputs, the head's parameter path, the penultimate width)
+CLASSIFIERS = {
+    "linear": (linear.Model(num_classes=7), _images, "Dense_0", 64),
+    "mlp": (mlp.Model(num_classes=7, hidden=(16, 8)), _images, "Dense_2", 8),
+    "cnn": (cnn.Model(num_classes=7, conv_features=(4,), dense_features=(12, 6), batch_norm=True),
+            _images, "Dense_2", 6),
+    "resnet": (resnet.Model(num_classes=7, stage_sizes=(1, 1, 1), width=4), _images, "Dense_0", 16),
+    "rnn": (rnn.Model(num_classes=7, cell="gru", hidden=16, num_layers=2), _images, "Dense_0", 16),
+    "rnn_text": (rnn.Model(num_classes=7, hidden=16, vocab_size=11, embed_dim=8), _text,
+                 "Dense_0", 16),
+    "vit": (vit.Model(num_classes=7, patch_size=2, hidden=16, depth=1, num_heads=2, mlp_dim=32),
+            _images, "Dense_0", 16),
+    "text_transformer": (text_transformer.Model(num_classes=7, vocab_size=11, hidden=16, depth=1,
+                                                num_heads=2, mlp_dim=32), _text, "Dense_0", 16),
+    "kernel_svm": (random_features.Model(num_classes=7, num_features=32), _images, "Dense_0", 32),
+}
+
+
+@pytest.mark.parametrize("name", list(CLASSIFIERS))
+def test_classifiers_sow_their_penultimate_features(name):
+  """Every classifier sows the input of its final Dense (``base.FEATURES``) only when
+  ``intermediates`` is mutable: init's variables and a plain apply are unchanged, and the
+  head (same parameter path as before) maps the features to the logits."""
+  model, inputs, head, width = CLASSIFIERS[name]
+  inputs = inputs()
+  assert isinstance(model, base.Classifier) and not isinstance(model, base.VAE)
+  variables = model.init(jax.random.PRNGKey(0), *inputs)
+  assert base.FEATURES[0] not in variables
+  assert jax.tree.map(jnp.shape, variables["params"][head]) == {"bias": (7,), "kernel": (width, 7)}
+  logits = model.apply(variables, *inputs)
+  assert isinstance(logits, jax.Array) and logits.shape == (5, 7)
+
+  sown_logits, state = model.apply(variables, *inputs, mutable=[base.FEATURES[0]])
+  assert jax.tree.map(jnp.shape, state) == {"intermediates": {"features": ((5, width),)}}
+  np.testing.assert_array_equal(sown_logits, logits)
+  features = base.sown_features(state)
+  np.testing.assert_allclose(features @ variables["params"][head]["kernel"]
+                             + variables["params"][head]["bias"], logits, rtol=1e-5, atol=1e-5)
+
+
+def test_features_in_training_with_batch_stats():
+  """Sown features come back next to the updated batch statistics (train=True)."""
+  model, inputs, _, width = CLASSIFIERS["cnn"]
+  inputs = inputs()
+  variables = model.init(jax.random.PRNGKey(0), *inputs)
+  logits, state = model.apply(variables, *inputs, train=True,
+                              mutable=["batch_stats", base.FEATURES[0]])
+  assert set(state) == {"batch_stats", "intermediates"}
+  assert base.sown_features(state).shape == (5, width)
+  np.testing.assert_array_equal(
+      logits, model.apply(variables, *inputs, train=True, mutable=["batch_stats"])[0])
+
+
+@pytest.mark.parametrize("model", [
+    vae.Model(image_shape=(8, 8, 1), latent_dim=3, hidden=(16,)),
+    conv_vae.Model(image_shape=(8, 8, 1), latent_dim=3, channels=(4, 8), hidden=16,
+                   outputs_per_pixel=2, num_classes=4)])
+def test_vaes_meet_the_vae_protocol(model):
+  assert isinstance(model, base.VAE)
+  x = jnp.zeros((2, 8, 8, 1))
+  variables = model.init(jax.random.PRNGKey(0), x)
+  condition = jax.nn.one_hot(jnp.array([1, 3]), 4) if model.num_classes else None
+  mean, log_var = model.apply(variables, x, condition, method="encode")
+  assert mean.shape == log_var.shape == (2, model.latent_dim)
+  z = jnp.zeros((6, 2, model.latent_dim))  # extra leading axes (samples)
+  assert model.apply(variables, z, condition, method="decode").shape == (
+      (6, 2) + tuple(model.image_shape) + (model.outputs_per_pixel,))
+
+
+def test_layer_stacks_are_not_classifiers():
+  assert not isinstance(layers.MLP((4,)), base.Classifier)
+  assert not isinstance(linear.Model(num_classes=3), base.VAE)

@@ -4,7 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from research.core import errors, loop, writers
+from research import errors
+from research.core import writers
+from research.train import loop
 from tests.conftest import load_config
 
 SEEDS, LEARNING_RATES = (0, 3), (1e-3, 3e-3)

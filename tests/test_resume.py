@@ -7,7 +7,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from research.core import loop, writers
+from research.core import writers
+from research.train import loop
 from tests.conftest import load_config
 
 

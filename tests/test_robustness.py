@@ -12,7 +12,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from research.core import errors, loop, writers
+from research import errors
+from research.core import writers
+from research.train import loop
 from tests.conftest import ROOT, error_lines, load_config, run_launcher, stderr_summary
 
 EXIT_DIVERGED, EXIT_PREEMPTED = 3, 75

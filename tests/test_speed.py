@@ -8,7 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from research.core import errors, loop, optim, step as step_lib, validation, writers
+from research.data import feeds
+from research.core import state as state_lib
+from research import errors
+from research.core import optim, step as step_lib, writers
+from research.train import loop, validation
 from research.data import preprocess
 from research.tasks import base as tasks_base
 from tests.conftest import load_config
@@ -43,12 +47,12 @@ def test_steps_per_call_equals_step_by_step(name, exact, data_dir, tmp_path):
 
 
 def test_call_ends_fall_on_multiples_of_steps_per_call():
-  assert list(loop.call_ends(0, 10, 4)) == [4, 8, 10]
-  assert list(loop.call_ends(8, 10, 4)) == [10]
-  assert list(loop.call_ends(6, 13, 4)) == [8, 12, 13]
-  assert list(loop.call_ends(0, 3, 1)) == [1, 2, 3]
-  assert list(loop.call_ends(5, 5, 4)) == []
-  assert next(loop.call_ends(0, 10 ** 15, 10)) == 10  # lazy: no list of 10^14 calls
+  assert list(feeds.call_ends(0, 10, 4)) == [4, 8, 10]
+  assert list(feeds.call_ends(8, 10, 4)) == [10]
+  assert list(feeds.call_ends(6, 13, 4)) == [8, 12, 13]
+  assert list(feeds.call_ends(0, 3, 1)) == [1, 2, 3]
+  assert list(feeds.call_ends(5, 5, 4)) == []
+  assert next(feeds.call_ends(0, 10 ** 15, 10)) == 10  # lazy: no list of 10^14 calls
 
 
 def cnn_step(data_dir, accumulate: int, microbatches: int = 1):
@@ -76,7 +80,7 @@ def test_microbatches_equal_the_whole_batch(data_dir):
   results = {}
   for microbatches in (1, 4):
     task, optimizer, preprocess_fn, train_step = cnn_step(data_dir, 1, microbatches)
-    state = loop.init_state(task, optimizer, preprocess_fn,
+    state = state_lib.init_state(task, optimizer, preprocess_fn,
                             {n: v[:1] for n, v in batch.items()}, seed=0)
     for _ in range(3):
       state, metrics = train_step(state, batch)
@@ -104,7 +108,7 @@ def test_accumulated_micro_batches_equal_one_big_batch(data_dir):
   states = {}
   for accumulate in (1, k):
     task, optimizer, preprocess_fn, train_step = cnn_step(data_dir, accumulate)
-    state = loop.init_state(task, optimizer, preprocess_fn,
+    state = state_lib.init_state(task, optimizer, preprocess_fn,
                             {n: v[:1] for n, v in batch.items()}, seed=0)
     if accumulate == 1:
       state, _ = train_step(state, batch)
@@ -112,7 +116,7 @@ def test_accumulated_micro_batches_equal_one_big_batch(data_dir):
       for i in range(k):
         state, _ = train_step(state, {n: v[i * micro:(i + 1) * micro] for n, v in batch.items()})
     states[accumulate] = state
-  before = loop.init_state(task, optimizer, preprocess_fn, {n: v[:1] for n, v in batch.items()}, 0)
+  before = state_lib.init_state(task, optimizer, preprocess_fn, {n: v[:1] for n, v in batch.items()}, 0)
   moved = jax.tree.leaves(jax.tree.map(lambda a, b: jnp.abs(a - b).max(), states[1].params,
                                        before.params))
   assert min(float(m) for m in moved) > 0  # the update happened

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from etils import epath
 
+from research.core import state as state_lib
 from research.core import writers
 from research.data import cache, pipeline
 from tests.conftest import ROOT, load_config, stderr_summary
@@ -168,17 +169,17 @@ def test_init_compiled_for_start_up_gives_the_same_state(name, data_dir):
   the state must be the one the default compilation gives (to float rounding: the
   unoptimised code may round the last bit of a random normal differently)."""
   import jax
-  from research.core import loop, optim
+  from research.core import optim
   from research.data import preprocess
   from research.tasks import base as tasks_base
 
   config = load_config(name, data_dir=data_dir)
-  task = tasks_base.make_task(config)
   optimizer = optim.make_optimizer(config.optimizer, 10)
   example = {k: v[:1] for k, v in pipeline.load_split(config.data, "train[:1%]").items()}
+  task = tasks_base.make_task(config, example)
   preprocess_fn = preprocess.parse(config.data.preprocess)
-  fast = loop.init_state(task, optimizer, preprocess_fn, example, 3)
-  default = jax.jit(loop.make_init(task, optimizer, preprocess_fn))(3, example)
+  fast = state_lib.init_state(task, optimizer, preprocess_fn, example, 3)
+  default = jax.jit(state_lib.make_init(task, optimizer, preprocess_fn))(3, example)
   as_array = lambda leaf: np.asarray(jax.random.key_data(leaf) if jax.dtypes.issubdtype(
       leaf.dtype, jax.dtypes.prng_key) else leaf)
   assert jax.tree.structure(fast) == jax.tree.structure(default)

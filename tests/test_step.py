@@ -3,7 +3,8 @@ import jax
 import numpy as np
 import pytest
 
-from research.core import loop, optim, step as step_lib
+from research.core import state as state_lib
+from research.core import optim, step as step_lib
 from research.data import pipeline, preprocess
 from research.tasks import base as tasks_base
 from tests.conftest import load_config
@@ -11,12 +12,12 @@ from tests.conftest import load_config
 
 def build(config, batch_size: int, num_steps: int):
   """Task, jitted train step, initial state and one fixed training batch for ``config``."""
-  task = tasks_base.make_task(config)
   preprocess_fn = preprocess.parse(config.data.preprocess)
   optimizer = optim.make_optimizer(config.optimizer, num_steps)
   arrays = pipeline.load_split(config.data, config.data.train_split)
   batch = pipeline.TrainBatches(arrays, batch_size, seed=0).local_batch(0)
-  state = loop.init_state(task, optimizer, preprocess_fn, batch, config.seed)
+  task = tasks_base.make_task(config, batch)
+  state = state_lib.init_state(task, optimizer, preprocess_fn, batch, config.seed)
   return task, jax.jit(step_lib.make_train_step(task, optimizer, preprocess_fn)), state, batch
 
 

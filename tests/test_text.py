@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk_metrics
 
-from research.core import errors, loop, optim, step as step_lib, validation
+from research.train import workdir as workdir_lib
+from research.train import modes
+from research.core import state as state_lib
+from research import errors
+from research.core import optim, step as step_lib
+from research.train import loop, validation
 from research.data import preprocess, text
 from research.evaluation import classification as classification_eval
 from research.tasks import base as tasks_base
@@ -96,7 +101,7 @@ def overfit(config, batch, num_steps):
   task = tasks_base.make_task(config)
   optimizer = optim.make_optimizer(config.optimizer, num_steps)
   preprocess_fn = preprocess.parse(config.data.preprocess)
-  state = loop.init_state(task, optimizer, preprocess_fn, batch, config.seed)
+  state = state_lib.init_state(task, optimizer, preprocess_fn, batch, config.seed)
   train_step = jax.jit(step_lib.make_train_step(task, optimizer, preprocess_fn))
   history = []
   for _ in range(num_steps):
@@ -177,13 +182,13 @@ def test_trains_on_mock_goemotions_and_eval_reloads_the_tokenizer(mock_tfds, tmp
   for key in ["test/f1_micro", "test/f1_macro", "test/micro_f1", "val/exact_match"]:
     assert 0 <= results[key] <= 1, key
   assert os.listdir(workdir / "reports") == ["test_per_label.csv"]
-  spec = json.load(open(workdir / loop.INPUT_SPEC_FILE))
+  spec = json.load(open(workdir / workdir_lib.INPUT_SPEC_FILE))
   assert spec["tokens"] == [[config.data.text.max_length], "int32"]
   assert spec["length"] == [[], "int32"] and spec["label"] == [[28], "int32"]
   tokenizer = (workdir / text.TOKENIZER_FILE).read_text()
 
   # Eval mode: the saved tokenizer is reused and the metrics repeat.
-  again = loop.evaluate_checkpoint(config, str(workdir))
+  again = modes.evaluate_checkpoint(config, str(workdir))
   assert (workdir / text.TOKENIZER_FILE).read_text() == tokenizer
   for key in ["test/f1_micro", "test/loss", "val/loss"]:
     assert again[key] == pytest.approx(results[key], rel=1e-5), key

@@ -10,7 +10,9 @@ import optax
 import pytest
 from scipy import stats
 
-from research.core import errors, loop, validation
+from research.train import modes
+from research import errors
+from research.train import loop, validation
 from research.data import preprocess
 from research.evaluation import generative, likelihood
 from research.tasks import likelihoods, vae
@@ -133,7 +135,7 @@ def test_kl_warmup_weight():
 
 
 def tiny(name, data_dir, **overrides):
-  fields = {"model.latent_dim": 3, "task.nll_samples": 20, "task.nll_chunk": 10}
+  fields = {"model.latent_dim": 3, "evals.nll.num_samples": 20, "evals.nll.chunk": 10}
   if name == "conv_vae":
     fields.update({"model.channels": (4, 8), "model.hidden": 16})
   else:
@@ -177,9 +179,10 @@ def test_each_config_trains_a_few_steps(name, data_dir):
     np.testing.assert_allclose(h["neg_elbo"], h["recon_nll"] + h["kl"], rtol=1e-5)
   if name == "beta_vae":  # the warm-up counts its steps in the model state
     assert int(state.model_state[vae.WARMUP]["step"]) == 5
-  predictions = jax.jit(task.predict)(state.params, state.model_state, processed(config, batch),
-                                      jax.random.PRNGKey(0))
-  assert predictions["nll"].shape == (32,) and np.all(np.isfinite(predictions["nll"]))
+  nll = jax.jit(task.nll, static_argnums=(4, 5))(state.params, state.model_state,
+                                                  processed(config, batch), jax.random.PRNGKey(0),
+                                                  20, 10)
+  assert nll.shape == (32,) and np.all(np.isfinite(nll))
 
 
 def test_latent_summaries_for_two_latents(data_dir, tmp_path):
@@ -191,12 +194,13 @@ def test_latent_summaries_for_two_latents(data_dir, tmp_path):
   assert grids["manifold"].shape == (vae.COLUMNS ** 2, 8, 8, 1)
   assert grids["interpolations"].shape == (vae.COLUMNS ** 2, 8, 8, 1)
   assert all(float(g.min()) >= 0 and float(g.max()) <= 1 for g in grids.values())
-  predictions = jax.tree.map(np.asarray, jax.jit(task.predict)(
-      state.params, state.model_state, batch, jax.random.PRNGKey(0)))
-  scalars = task.report(predictions, str(tmp_path), "test")
-  assert 0 <= scalars["active_units"] <= 2 and scalars["nll_samples"] == 20
-  np.testing.assert_allclose(scalars["nll_bits_per_dim"], scalars["nll"] / (64 * math.log(2)))
+  mean, log_var = jax.jit(task.encode)(state.params, state.model_state, batch,
+                                       jax.random.PRNGKey(0))
+  scalars = generative.latent_report(np.asarray(mean), np.asarray(vae.gaussian_kl(mean, log_var)),
+                                     np.asarray(batch["label"]), str(tmp_path), "test")
+  assert 0 <= scalars["active_units"] <= 2 and scalars["kl_max_dim"] >= 0
   assert sorted(os.listdir(tmp_path)) == ["test_latent_scatter.png", "test_latents.csv"]
+  np.testing.assert_allclose(likelihoods.bits_per_dim(88.0, (8, 8, 1)), 88.0 / (64 * math.log(2)))
 
 
 def test_active_units_and_codes():
@@ -212,7 +216,7 @@ def test_active_units_and_codes():
 @pytest.mark.parametrize("overrides, message", [
     ({"task.likelihood": "logistic"}, "task.likelihood='logistic'"),
     ({"task.likelihood": "poisson"}, "one of"),
-    ({"task.nll_samples": 25}, "multiple of task.nll_chunk"),
+    ({"evals.nll.num_samples": 25}, "multiple of evals.nll.chunk"),
     ({"task.objective": "wake_sleep"}, "elbo or iwae"),
     ({"task.sample_class": 3}, "unconditional"),
 ])
@@ -228,10 +232,10 @@ def test_sample_mode_from_a_checkpoint(data_dir, tmp_path):
                                      "eval_every_steps": 10, "task.sample_class": 7})
   workdir = str(tmp_path / "run")
   with pytest.raises(errors.UserError, match="no checkpoint"):
-    loop.sample_checkpoint(config, workdir, 16)
+    modes.sample_checkpoint(config, workdir, 16)
   results = loop.train_and_evaluate(config, workdir)
   assert np.isfinite(results["test/nll"]) and results["test/nll"] <= results["test/neg_elbo"] + 1.0
-  results = loop.sample_checkpoint(config, workdir, 12)
+  results = modes.sample_checkpoint(config, workdir, 12)
   assert results == {"samples": 12.0, "step": 10.0}
   samples = np.load(os.path.join(workdir, "samples", "samples_00000010.npy"))
   assert samples.shape == (12, 8, 8, 1) and 0 <= samples.min() <= samples.max() <= 1

@@ -8,7 +8,7 @@ import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
-from research.core import errors
+from research import errors
 from research.core.state import TrainState, step_of
 
 
@@ -56,15 +56,25 @@ class Checkpointer:
           f"the checkpoint at {self.directory}/{step} does not fit this config ({mismatch}); "
           f"use another --workdir, or the config that wrote it")
 
-  def restore_latest(self, target: TrainState) -> TrainState:
-    """The newest readable checkpoint, laid out like ``target`` (shapes, dtypes, shardings).
+  def all_steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
+  def restore(self, target: TrainState, step: int | None = None) -> TrainState:
+    """The newest readable checkpoint (or the one at ``step``), laid out like ``target``
+    (arrays or ``jax.ShapeDtypeStruct``s: shapes, dtypes, shardings).
 
     A checkpoint that cannot be read is moved to ``<directory>_unreadable/`` with a
     warning, and the one before it is tried; one that reads but does not fit
     ``target`` is an error.
     """
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-    for step in sorted(self._manager.all_steps(), reverse=True):
+    steps = sorted(self._manager.all_steps(), reverse=True)
+    if step is not None:
+      if step not in steps:
+        raise errors.UserError(f"no checkpoint of step {step} in {self.directory}; it has "
+                               f"steps {sorted(steps)}")
+      steps = [step]
+    for step in steps:
       try:
         self._check_structure(step, target)
         return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))

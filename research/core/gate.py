@@ -1,7 +1,7 @@
 """The pass/fail gate a config may set on a final metric, e.g. ``test/accuracy>=0.99``."""
 import re
 
-from research.core import errors
+from research import errors
 
 
 def parse(gate: str):

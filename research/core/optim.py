@@ -2,7 +2,7 @@
 import ml_collections
 import optax
 
-from research.core import errors
+from research import errors
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "linear")

@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
-from research.core import errors
+from research import errors
 from research.data import cache
 
 # Datasets the project ships as TFDS builders; importing registers them by name.

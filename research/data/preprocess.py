@@ -12,7 +12,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from research.core import errors
+from research import errors
 
 Op = Callable[[dict, jax.Array], dict]
 _OPS: dict[str, Callable[..., Op]] = {}

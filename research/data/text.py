@@ -22,7 +22,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from research.core import errors
+from research import errors
 
 PAD, UNK = "<pad>", "<unk>"  # ids 0 and 1
 TOKENIZER_FILE = "tokenizer.json"
@@ -96,6 +96,9 @@ def load_or_build(config: ml_collections.ConfigDict, train_texts, workdir: str) 
           f"the config asks for {', '.join(f'{k}={wanted[k]!r}' for k in changed)}; use the "
           f"settings it was trained with, or another --workdir")
     return tokenizer
+  if train_texts is None:
+    raise errors.UserError(f"no {TOKENIZER_FILE} in {workdir}: the run that trained there "
+                           f"did not finish its first start")
   text = config.text
   tokenizer = Tokenizer.build(train_texts, text.vocab_size, text.min_count, text.max_length)
   if jax.process_index() == 0:
@@ -122,11 +125,42 @@ def is_text(config: ml_collections.ConfigDict) -> bool:
   return "text" in config and bool(config.text.feature)
 
 
+def encoder(config: ml_collections.ConfigDict, workdir: str, train_texts=None):
+  """``encode(raw_arrays) -> arrays`` with the workdir's tokenizer, built from ``train_texts``
+  (and saved) on a first run; the identity when ``config`` (``config.data``) reads no text.
+  Without ``train_texts`` (a restored run) the tokenizer must be in the workdir."""
+  if not is_text(config):
+    return lambda arrays: arrays
+  tokenizer = load_or_build(config, train_texts, workdir)
+  return lambda arrays: encode_split(tokenizer, arrays, config)
+
+
 def encode_splits(config: ml_collections.ConfigDict, splits: dict[str, dict],
                   workdir: str) -> dict[str, dict]:
-  """``splits`` (name -> raw arrays, with ``train``) with text encoded by the workdir's
-  tokenizer; unchanged when ``config`` (``config.data``) reads no text."""
+  """``splits`` (name -> raw arrays, with ``train``) encoded by ``encoder``."""
   if not is_text(config):
     return splits
-  tokenizer = load_or_build(config, splits["train"][config.text.feature], workdir)
-  return {name: encode_split(tokenizer, arrays, config) for name, arrays in splits.items()}
+  encode = encoder(config, workdir, splits["train"][config.text.feature])
+  return {name: encode(arrays) for name, arrays in splits.items()}
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """The text fields (``config.data.text``) of a config that reads a text dataset."""
+  if not is_text(config.data):
+    return
+  data, spec = config.data, config.data.text
+  errors.require(spec.feature in data.features, "data.text.feature", spec.feature,
+                 f"one of data.features {tuple(data.features)}")
+  errors.require(len(spec.labels) > 0 and all(n in data.features for n in spec.labels),
+                 "data.text.labels", tuple(spec.labels),
+                 f"one or more of data.features {tuple(data.features)}")
+  errors.require(spec.vocab_size >= 3, "data.text.vocab_size", spec.vocab_size,
+                 "at least 3 (<pad>, <unk> and one word)")
+  errors.require(spec.min_count >= 1, "data.text.min_count", spec.min_count, "a positive integer")
+  errors.require(spec.max_length >= 1, "data.text.max_length", spec.max_length, "a positive integer")
+  inputs = tuple(config.task.get("inputs", ("image",)))
+  errors.require(set(inputs) <= {"tokens", "length"}, "task.inputs", inputs,
+                 "drawn from ('tokens', 'length'): what a text dataset feeds the model")
+  vocab = config.model.get("vocab_size", spec.vocab_size)
+  errors.require(vocab >= spec.vocab_size, "model.vocab_size", vocab,
+                 f"at least data.text.vocab_size={spec.vocab_size}")

@@ -37,4 +37,4 @@ class Model(nn.Module):
     for features in self.dense_features:
       x = layers.relu(normalize(layers.Dense(features, use_bias=not self.batch_norm)(x)))
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
-    return layers.Dense(self.num_classes)(x)
+    return layers.classifier_head(self, x, self.num_classes)

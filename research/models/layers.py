@@ -5,8 +5,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from research.core import errors
-from research.models import matmul
+from research import errors
+from research.models import base, matmul
 
 
 def relu(x: jnp.ndarray) -> jnp.ndarray:
@@ -31,6 +31,20 @@ class Dense(nn.Dense):
   """``nn.Dense`` (the same parameters and names) that honours bfloat16 matmuls on CPU too
   (``matmul.dot_general``)."""
   dot_general: Callable = matmul.dot_general
+
+
+def classifier_head(module: nn.Module, h: jnp.ndarray, num_classes: int) -> jnp.ndarray:
+  """A classifier's final layer: sows its input ``h`` (the penultimate representation) as
+  ``module.sow(*base.FEATURES, h)`` and returns the logits ``Dense(num_classes)(h)``.
+
+  Call it as ``layers.classifier_head(self, h, self.num_classes)`` from the model's
+  ``nn.compact`` method: the Dense is created in ``module`` and auto-named ``Dense_N``
+  there, the same parameters (names, shapes, initial values) as a direct
+  ``Dense(num_classes)(h)``, so checkpoints are unaffected. The sow is a no-op unless
+  ``intermediates`` is mutable (``base.Classifier``).
+  """
+  module.sow(*base.FEATURES, h)
+  return Dense(num_classes, parent=module)(h)
 
 
 class MLP(nn.Module):

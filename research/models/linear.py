@@ -9,4 +9,4 @@ class Model(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    return layers.Dense(self.num_classes)(layers.flatten(x))
+    return layers.classifier_head(self, layers.flatten(x), self.num_classes)

@@ -18,4 +18,4 @@ class Model(nn.Module):
     act = layers.activation(self.activation)
     for width in self.hidden:
       x = nn.Dropout(self.dropout, deterministic=not train)(act(layers.Dense(width)(x)))
-    return layers.Dense(self.num_classes)(x)
+    return layers.classifier_head(self, x, self.num_classes)

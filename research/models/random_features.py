@@ -43,4 +43,4 @@ class Model(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     features = RandomFourierFeatures(self.num_features, self.gamma)(layers.flatten(x))
-    return layers.Dense(self.num_classes)(features)
+    return layers.classifier_head(self, features, self.num_classes)

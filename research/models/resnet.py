@@ -49,4 +49,4 @@ class Model(nn.Module):
       for block in range(num_blocks):
         strides = 2 if stage > 0 and block == 0 else 1
         x = BasicBlock(self.width * 2**stage, strides, self.conv_impl)(x, train)
-    return layers.Dense(self.num_classes)(jnp.mean(x, axis=(1, 2)))
+    return layers.classifier_head(self, jnp.mean(x, axis=(1, 2)), self.num_classes)

@@ -9,7 +9,7 @@ last valid step.
 import flax.linen as nn
 import jax.numpy as jnp
 
-from research.core import errors
+from research import errors
 from research.models import layers
 
 CELLS = {"lstm": nn.OptimizedLSTMCell, "gru": nn.GRUCell}
@@ -43,4 +43,4 @@ class Model(nn.Module):
       x = x.reshape(x.shape[0], x.shape[1], -1)
     for _ in range(self.num_layers):
       x = nn.RNN(CELLS[self.cell](self.hidden))(x, seq_lengths=lengths)
-    return layers.Dense(self.num_classes)(last_valid(x, lengths))
+    return layers.classifier_head(self, last_valid(x, lengths), self.num_classes)

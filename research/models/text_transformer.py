@@ -32,4 +32,4 @@ class Model(nn.Module):
     x = transformer.Encoder(self.depth, self.num_heads, self.mlp_dim, self.dropout)(
         x, mask=nn.make_attention_mask(valid, valid), train=train)
     x = nn.Dropout(self.pooled_dropout, deterministic=not train)(transformer.mean_pool(x, valid))
-    return layers.Dense(self.num_classes)(x)
+    return layers.classifier_head(self, x, self.num_classes)

@@ -20,4 +20,4 @@ class Model(nn.Module):
     x = nn.Conv(self.hidden, (p, p), strides=(p, p), padding="VALID")(x)
     x = x.reshape(x.shape[0], -1, self.hidden)  # (batch, patches, hidden)
     x = transformer.Encoder(self.depth, self.num_heads, self.mlp_dim, self.dropout)(x, train=train)
-    return layers.Dense(self.num_classes)(transformer.mean_pool(x))
+    return layers.classifier_head(self, transformer.mean_pool(x), self.num_classes)

@@ -1,61 +1,127 @@
-"""What every task shares: building the model from the config and applying it.
+"""The task contract: what every task gives the train step, the evaluators and the studies.
 
-A task module defines ``Task(config)`` with
-  - ``metrics``: dict of clu metric classes over the per-example ``outputs``;
-  - ``init_variables(rng, batch)``: the model's Flax variables;
-  - ``loss_fn(params, model_state, batch, rng, train)``
-      -> ``(loss, (outputs, new_model_state))``;
-  - ``images(params, model_state, batch, rng)``: dict of image batches in [0, 1]
-    to write at each evaluation (empty when the task has none);
-  - optionally ``predict(params, model_state, batch, rng)``: per-example arrays that
-    the final evaluation gathers over a whole split and hands to
-    ``report(predictions, directory, prefix) -> scalars`` (e.g. a confusion matrix).
+A task module defines ``Task(config)`` satisfying the ``Task`` protocol below. The core's
+train step reads ``loss_fn`` and ``metrics``; evaluators, studies and export read the
+named prediction functions (``Task.predictions``), each jit-able and batch-wise:
+
+    fn = task.prediction("probs")
+    probs = fn(params, model_state, batch, rng)     # batch already preprocessed
+
+Optional abilities are declared in ``capabilities`` (never guessed with ``hasattr``):
+
+    CLASSIFIER   logits, probs, features; the batch has a class index ``label``
+    MULTILABEL   the same with K yes/no labels: ``label`` is multi-hot, ``probs`` sigmoids
+    GENERATIVE   ``sample(params, model_state, rng, num) -> images`` from the prior
+    LATENT       encode, reconstruct, elbo, nll (a latent-variable model of x)
+    IMAGES       ``images(params, model_state, batch, rng) -> {name: images}`` summary grids
+
+Each task checks its own config fields in ``validate_config`` (a classmethod, called
+before anything loads or compiles); the generic checks live in research/train/validation.py.
 """
 import contextlib
+from typing import Callable, ClassVar, Protocol
 
 import flax.linen as nn
 import jax
 import ml_collections
 
-from research.core import registry
+from research import errors, registry
+
+CLASSIFIER, MULTILABEL = "classifier", "multilabel"
+GENERATIVE, LATENT, IMAGES = "generative", "latent", "images"
+
+# (params, model_state, preprocessed batch, rng, **options) -> per-example array(s)
+PredictionFn = Callable[..., jax.Array | dict | tuple]
+
+
+class Task(Protocol):
+  """What the train step, the evaluators and the studies may call on a task."""
+  metrics: ClassVar[dict]  # name -> clu metric class over the per-example ``outputs``
+  capabilities: ClassVar[frozenset[str]]
+  predictions: ClassVar[tuple[str, ...]]  # names of the batch-wise prediction methods
+
+  @classmethod
+  def validate_config(cls, config: ml_collections.ConfigDict) -> None:
+    """Raises errors.ConfigError naming the first task field that cannot work."""
+
+  @classmethod
+  def complete_config(cls, config: ml_collections.ConfigDict, input_spec: dict) -> None:
+    """Fills fields the config leaves to the data (e.g. a VAE's ``model.image_shape``)
+    from ``input_spec``: per-example ``{feature: (shape, dtype)}`` of the training split.
+    Runs once, before the task is built; the completed config is what config.json records."""
+
+  def init_variables(self, rng: jax.Array, batch: dict):
+    """The model's Flax variables, initialised on ``batch``'s shapes."""
+
+  def loss_fn(self, params, model_state, batch: dict, rng: jax.Array, train: bool):
+    """``(loss, (outputs, new_model_state))``; ``outputs`` are per-example arrays that
+    ``metrics`` read."""
+
+  def prediction(self, name: str) -> PredictionFn:
+    """The named prediction function (one of ``predictions``)."""
 
 
 def build_model(config: ml_collections.ConfigDict) -> nn.Module:
   """``config.model.name`` picks ``research/models/<name>.py``; the other fields are its arguments."""
   kwargs = config.model.to_dict()
   model_cls = registry.import_member("models", kwargs.pop("name"), "Model")
-  return model_cls(**kwargs)
+  try:
+    return model_cls(**kwargs)
+  except TypeError as e:  # a field the model does not take
+    raise errors.ConfigError(f"model.name={config.model.name!r} cannot be built from the "
+                             f"config's model fields: {e}") from None
 
 
-def make_task(config: ml_collections.ConfigDict):
-  return registry.import_member("tasks", config.task.name, "Task")(config)
+def task_class(config: ml_collections.ConfigDict) -> type:
+  return registry.import_member("tasks", config.task.name, "Task")
+
+
+def make_task(config: ml_collections.ConfigDict, example: dict | None = None) -> Task:
+  """The config's task; with ``example`` (a batch of the data), first completing the fields
+  the config leaves to the data (``Task.complete_config``)."""
+  cls = task_class(config)
+  if example is not None:
+    cls.complete_config(config, {k: (tuple(v.shape[1:]), str(v.dtype)) for k, v in example.items()})
+  return cls(config)
 
 
 def apply_model(model: nn.Module, params, model_state, *args, rng: jax.Array, train: bool,
-                method=None, matmul_precision: str = "default"):
-  """Applies ``model``; in training, mutable collections (batch stats) are updated.
+                method=None, matmul_precision: str = "default", mutable=()):
+  """Applies ``model``; in training, mutable collections (batch stats) are updated, and
+  collections in ``mutable`` (e.g. sown intermediates) are returned too.
   ``matmul_precision`` other than ``default`` is ``jax.default_matmul_precision`` for the
   model's matmuls (``research/models/matmul.py``)."""
   variables = {"params": params, **model_state}
   kwargs = {"rngs": {"dropout": rng}, "method": method}
   if method is None:
     kwargs["train"] = train
+  updated = list(model_state) if train and model_state else []
   with (contextlib.nullcontext() if matmul_precision == "default"
         else jax.default_matmul_precision(matmul_precision)):
-    if train and model_state:
-      return model.apply(variables, *args, mutable=list(model_state), **kwargs)
+    if updated or mutable:
+      out, new_state = model.apply(variables, *args, mutable=[*updated, *mutable], **kwargs)
+      return out, {**model_state, **new_state}
     return model.apply(variables, *args, **kwargs), model_state
 
 
 class BaseTask:
-  """Holds the config and model; subclasses define the loss and metrics."""
-  metrics: dict = {}
-  report_metrics: tuple[str, ...] = ()  # scalars ``report`` adds to the test results
+  """Holds the config and model; subclasses define the loss, metrics and predictions."""
+  metrics: ClassVar[dict] = {}
+  capabilities: ClassVar[frozenset[str]] = frozenset()
+  predictions: ClassVar[tuple[str, ...]] = ()
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
     self.model = build_model(config)
     self.matmul_precision = config.get("matmul_precision", "default")
+
+  @classmethod
+  def validate_config(cls, config: ml_collections.ConfigDict) -> None:
+    """No task fields to check."""
+
+  @classmethod
+  def complete_config(cls, config: ml_collections.ConfigDict, input_spec: dict) -> None:
+    """Nothing to read from the data."""
 
   def model_inputs(self, batch: dict) -> tuple:
     """The batch features the model takes, in order: ``config.task.inputs`` (default: the
@@ -67,7 +133,9 @@ class BaseTask:
     return self.model.init({"params": params_rng, "dropout": dropout_rng},
                            *self.model_inputs(batch), train=False)
 
-  def images(self, params, model_state, batch, rng) -> dict:
-    return {}
+  def prediction(self, name: str) -> PredictionFn:
+    if name not in self.predictions:
+      raise errors.ConfigError(f"task.name={self.config.task.name!r} has no prediction "
+                               f"{name!r}; it has {list(self.predictions)}")
+    return getattr(self, name)
 
-  predict = None  # a task with split-level evaluation defines predict and report

@@ -12,8 +12,9 @@ import jax.numpy as jnp
 import optax
 from clu import metrics
 
-from research.core import errors
-from research.evaluation import classification as classification_eval
+from research import errors
+from research.data import text
+from research.models.base import FEATURES
 from research.tasks import base
 
 
@@ -50,34 +51,47 @@ def l2_regularized(mean_loss: jax.Array, params, l2: float) -> jax.Array:
 
 
 class Task(base.BaseTask):
-  report_metrics = ("ece", "precision_macro", "recall_macro", "f1_macro")
+  """Predictions: ``logits``, ``probs`` (softmax of the scores, also for hinge losses: an
+  SVM's are not calibrated probabilities) and ``features`` (the model's penultimate
+  representation, research/models/base.py)."""
   metrics = {
       "loss": metrics.Average.from_output("loss"),
       "accuracy": metrics.Average.from_output("accuracy"),
   }
+  capabilities = frozenset({base.CLASSIFIER})
+  predictions = ("logits", "probs", "features")
 
   def __init__(self, config):
     super().__init__(config)
-    if config.task.loss not in LOSSES:
-      raise errors.ConfigError(f"task.loss={config.task.loss!r} is not allowed; it must be "
-                               f"one of {tuple(LOSSES)}")
     self.loss = LOSSES[config.task.loss]
 
-  def logits(self, params, model_state, batch, rng, train):
+  @classmethod
+  def validate_config(cls, config):
+    errors.require(config.task.get("loss") in LOSSES, "task.loss", config.task.get("loss"),
+                   f"one of {tuple(LOSSES)}")
+    errors.require(config.task.get("l2", 0.0) >= 0, "task.l2", config.task.get("l2"),
+                   "zero or positive")
+    if not text.is_text(config.data):  # text datasets name their label features there
+      errors.require("label" in config.data.features, "data.features",
+                     tuple(config.data.features), "a list with label for a classifier")
+
+  def apply(self, params, model_state, batch, rng, train, mutable=()):
     return base.apply_model(self.model, params, model_state, *self.model_inputs(batch), rng=rng,
-                            train=train, matmul_precision=self.matmul_precision)
+                            train=train, matmul_precision=self.matmul_precision, mutable=mutable)
 
   def loss_fn(self, params, model_state, batch, rng, train):
-    logits, model_state = self.logits(params, model_state, batch, rng, train)
+    logits, model_state = self.apply(params, model_state, batch, rng, train)
     loss = self.loss(logits, batch["label"])
     accuracy = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
     objective = l2_regularized(loss.mean(), params, self.config.task.l2)
     return objective, ({"loss": loss, "accuracy": accuracy}, model_state)
 
-  def predict(self, params, model_state, batch, rng):
-    """Class probabilities (softmax of the scores, also for hinge losses) and labels."""
-    logits, _ = self.logits(params, model_state, batch, rng, False)
-    return {"probs": jax.nn.softmax(logits), "label": batch["label"]}
+  def logits(self, params, model_state, batch, rng):
+    return self.apply(params, model_state, batch, rng, False)[0]
 
-  def report(self, predictions, directory, prefix):
-    return classification_eval.report(predictions["probs"], predictions["label"], directory, prefix)
+  def probs(self, params, model_state, batch, rng):
+    return jax.nn.softmax(self.logits(params, model_state, batch, rng))
+
+  def features(self, params, model_state, batch, rng):
+    _, state = self.apply(params, model_state, batch, rng, False, mutable=(FEATURES[0],))
+    return state[FEATURES[0]][FEATURES[1]][0]

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import optax
 from clu import metrics
 
-from research.evaluation import classification as classification_eval
+from research import errors
 from research.tasks import base, classification
 
 THRESHOLD = 0.5  # on the probability; logit > 0
@@ -44,8 +44,8 @@ def sigmoid_loss(logits, labels):
 
 
 class Task(classification.Task):
-  report_metrics = tuple(f"{score}_{average}" for average in ("micro", "macro")
-                         for score in ("precision", "recall", "f1")) + ("exact_match",)
+  """``probs`` are per-label sigmoids; a label is predicted where it exceeds THRESHOLD."""
+  capabilities = frozenset({base.MULTILABEL})
   metrics = {
       "loss": metrics.Average.from_output("loss"),
       "exact_match": metrics.Average.from_output("exact_match"),
@@ -54,10 +54,15 @@ class Task(classification.Task):
   }
 
   def __init__(self, config):
-    base.BaseTask.__init__(self, config)  # one loss only: no task.loss to check
+    base.BaseTask.__init__(self, config)  # one loss only: no task.loss
+
+  @classmethod
+  def validate_config(cls, config):
+    errors.require(config.task.get("l2", 0.0) >= 0, "task.l2", config.task.get("l2"),
+                   "zero or positive")
 
   def loss_fn(self, params, model_state, batch, rng, train):
-    logits, model_state = self.logits(params, model_state, batch, rng, train)
+    logits, model_state = self.apply(params, model_state, batch, rng, train)
     labels = batch["label"].astype(jnp.float32)
     loss = sigmoid_loss(logits, labels)
     predicted = (logits > 0).astype(jnp.float32)
@@ -71,10 +76,6 @@ class Task(classification.Task):
     objective = classification.l2_regularized(loss.mean(), params, self.config.task.l2)
     return objective, (outputs, model_state)
 
-  def predict(self, params, model_state, batch, rng):
-    logits, _ = self.logits(params, model_state, batch, rng, False)
-    return {"probs": jax.nn.sigmoid(logits), "label": batch["label"]}
-
-  def report(self, predictions, directory, prefix):
-    return classification_eval.multilabel_report(
-        predictions["probs"], predictions["label"], directory, prefix, THRESHOLD)
+  def probs(self, params, model_state, batch, rng):
+    """Each label's probability, independently (a sigmoid per logit)."""
+    return jax.nn.sigmoid(self.logits(params, model_state, batch, rng))

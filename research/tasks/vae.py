@@ -12,8 +12,6 @@ test log-likelihood by importance sampling. All terms are in nats per image.
   num_samples    k, posterior samples per image in training and in the bound
   beta           weight of the KL term (elbo); 1 is the ELBO
   kl_warmup_steps  beta_t rises linearly from 0 to beta over these steps (0: off)
-  nll_samples    importance samples for the final test NLL (0: skip it)
-  nll_chunk      samples per chunk of that estimate (bounds memory)
   sample_class   CVAE: the class that --mode=sample draws (-1: one class per row)
 """
 import math
@@ -22,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from clu import metrics
 
-from research.core import errors
+from research import errors
 from research.evaluation import generative, likelihood
 from research.tasks import base, likelihoods
 
@@ -57,6 +55,10 @@ def kl_weight(beta: float, warmup_steps: int, step) -> jnp.ndarray:
 
 
 class Task(base.BaseTask):
+  """Predictions, per image: ``encode`` (posterior mean and log-variance), ``reconstruct``
+  (the decoded posterior mean), ``elbo`` (one posterior sample, nats), ``nll`` (-log p(x)
+  by importance sampling with ``num_samples`` from q(z|x), ``chunk`` at a time); and
+  ``sample`` from the prior."""
   metrics = {
       "neg_elbo": metrics.Average.from_output("neg_elbo"),
       "recon_nll": metrics.Average.from_output("recon_nll"),
@@ -64,8 +66,8 @@ class Task(base.BaseTask):
       "neg_bound": metrics.Average.from_output("neg_bound"),  # -IWAE_k; k=1: one-sample ELBO
       "bits_per_dim": metrics.Average.from_output("bits_per_dim"),  # of -ELBO
   }
-  # The test NLL (with task.nll_samples > 0) and the latent report.
-  report_metrics = ("nll", "nll_bits_per_dim", "nll_samples", "active_units", "kl_max_dim")
+  capabilities = frozenset({base.GENERATIVE, base.LATENT, base.IMAGES})
+  predictions = ("encode", "reconstruct", "elbo", "nll")
 
   def __init__(self, config):
     super().__init__(config)
@@ -76,6 +78,41 @@ class Task(base.BaseTask):
     self.image_shape = tuple(config.model.image_shape)
     self.model = self.model.clone(
         outputs_per_pixel=likelihoods.OUTPUTS_PER_PIXEL[config.task.likelihood])
+
+  @classmethod
+  def complete_config(cls, config, input_spec):
+    """``model.image_shape`` left unset (None) is read from the data."""
+    if config.model.get("image_shape") is None and "image" in input_spec:
+      config.model.image_shape = tuple(input_spec["image"][0])
+
+  @classmethod
+  def validate_config(cls, config):
+    task, require = config.task, errors.require
+    require(task.likelihood in likelihoods.NLL, "task.likelihood", task.likelihood,
+            f"one of {sorted(likelihoods.NLL)}")
+    binarized = "binarize" in config.data.preprocess
+    require(binarized == (task.likelihood == "bernoulli"), "task.likelihood", task.likelihood,
+            "bernoulli for binarized images (data.preprocess with binarize), logistic or "
+            "categorical for grey levels")
+    require(task.objective in ("elbo", "iwae"), "task.objective", task.objective, "elbo or iwae")
+    require(task.num_samples >= 1, "task.num_samples", task.num_samples, "a positive integer")
+    require(task.beta >= 0, "task.beta", task.beta, "zero or positive")
+    require(task.kl_warmup_steps >= 0, "task.kl_warmup_steps", task.kl_warmup_steps,
+            "zero (no warm-up) or a positive number of steps")
+    if task.kl_warmup_steps and config.microbatch_size:
+      require(config.microbatch_size == config.batch_size, "microbatch_size",
+              config.microbatch_size,
+              "0 with task.kl_warmup_steps > 0 (the warm-up counts loss evaluations)")
+    num_classes = config.model.get("num_classes", 0)
+    require(num_classes >= 0, "model.num_classes", num_classes, "0 (unconditional) or positive")
+    if num_classes:
+      require(-1 <= task.sample_class < num_classes, "task.sample_class", task.sample_class,
+              f"-1 (one class per row) or a class below model.num_classes={num_classes}")
+      require("label" in config.data.features, "data.features", tuple(config.data.features),
+              "a list with label for a conditional model (model.num_classes > 0)")
+    else:
+      require(task.sample_class == -1, "task.sample_class", task.sample_class,
+              "-1 for an unconditional model (model.num_classes=0)")
 
   def condition(self, batch: dict) -> jnp.ndarray | None:
     """The one-hot label for a conditional model; None otherwise."""
@@ -136,7 +173,7 @@ class Task(base.BaseTask):
                "bits_per_dim": likelihoods.bits_per_dim(neg_elbo, self.image_shape)}
     return loss, (outputs, model_state)
 
-  def test_log_likelihood(self, params, model_state, batch, rng):
+  def test_log_likelihood(self, params, model_state, batch, rng, num_samples: int, chunk: int):
     """log p(x) per image by importance sampling with q(z|x) as the proposal."""
     x, condition = batch["image"], self.condition(batch)
     encode_rng, sample_rng = jax.random.split(rng)
@@ -144,28 +181,22 @@ class Task(base.BaseTask):
     log_weights_fn = lambda key, n: self.log_weights(  # noqa: E731
         params, model_state, x, condition, mean, log_var, key, n)[1]
     return likelihood.importance_sampled_log_likelihood(
-        log_weights_fn, sample_rng, self.task.nll_samples, self.task.nll_chunk)
+        log_weights_fn, sample_rng, num_samples, chunk)
 
-  def predict(self, params, model_state, batch, rng):
-    """Per image: the IS log-likelihood, the posterior mean and per-dimension KL, the label."""
-    x, condition = batch["image"], self.condition(batch)
-    mean, log_var = self._apply(params, model_state, "encode", x, condition, rng=rng)
-    outputs = {"posterior_mean": mean, "kl_per_dim": gaussian_kl(mean, log_var)}
-    if "label" in batch:
-      outputs["label"] = batch["label"]
-    if self.task.nll_samples > 0:
-      outputs["nll"] = -self.test_log_likelihood(params, model_state, batch, rng)
-    return outputs
+  def encode(self, params, model_state, batch, rng):
+    return self._apply(params, model_state, "encode", batch["image"], self.condition(batch),
+                       rng=rng)
 
-  def report(self, predictions, directory, prefix):
-    """Test NLL (nats, bits per dim), active units and per-dimension KL; files in ``directory``."""
-    scalars = generative.latent_report(predictions["posterior_mean"], predictions["kl_per_dim"],
-                                       predictions.get("label"), directory, prefix)
-    if "nll" in predictions:
-      nll = float(predictions["nll"].mean())
-      scalars.update(nll=nll, nll_bits_per_dim=float(likelihoods.bits_per_dim(nll, self.image_shape)),
-                     nll_samples=float(self.task.nll_samples))
-    return scalars
+  def reconstruct(self, params, model_state, batch, rng):
+    mean, _ = self.encode(params, model_state, batch, rng)
+    return self.decode_mean(params, model_state, mean, self.condition(batch), rng)
+
+  def elbo(self, params, model_state, batch, rng):
+    _, (outputs, _) = self.loss_fn(params, model_state, batch, rng, False)
+    return -outputs["neg_elbo"]
+
+  def nll(self, params, model_state, batch, rng, num_samples: int, chunk: int):
+    return -self.test_log_likelihood(params, model_state, batch, rng, num_samples, chunk)
 
   def sample_condition(self, num: int, sample_class: int) -> jnp.ndarray | None:
     """One-hot classes for ``num`` samples: all ``sample_class``, or one class per grid row."""

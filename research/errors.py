@@ -20,3 +20,9 @@ class Preempted(UserError):
     super().__init__(f"stopped by {signal_name} after step {step}; checkpoint saved in "
                      f"{directory}; rerun the same command to resume")
     self.step = step
+
+
+def require(ok: bool, field: str, value, allowed: str) -> None:
+  """Raises the one-line ConfigError of a config field whose value is not allowed."""
+  if not ok:
+    raise ConfigError(f"{field}={value!r} is not allowed; it must be {allowed}")

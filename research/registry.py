@@ -6,7 +6,7 @@ package plugs in the same way.
 """
 import importlib
 
-from research.core import errors
+from research import errors
 
 
 def import_member(kind: str, name: str, member: str):

@@ -1,0 +1,1 @@
+"""Evaluators: plug-ins chosen by name in ``config.evals`` (see base.py)."""

@@ -1,0 +1,1 @@
+"""Studies: programs of many runs and an analysis over their results (see base.py)."""

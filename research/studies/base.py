@@ -1,0 +1,127 @@
+"""A study: a program of runs (configs with overrides, each in its own workdir under one
+study directory) and a final analysis over their results.
+
+    python launch.py --config=studies/classifier_zoo --workdir=/tmp/zoo
+
+A study config has ``config.study`` naming a module ``research/studies/<name>.py`` (or,
+dotted, any importable module) that defines ``Study(config)`` with
+
+    runs()             -> list[Run], each a resolved run config with a label and columns
+    analyze(results, directory) -> dict of scalars, after writing its tables and plots
+
+Every run trains in ``STUDY_DIR/runs/<label>-<hash>``, where the hash is that of its
+resolved config (less machine-local fields such as data folders): rerunning the study
+reuses every run whose workdir holds results, resumes unfinished ones (exactly, from their
+checkpoints) and trains a changed config afresh in a new workdir. ``runs.csv`` and
+``runs.md`` list every run's columns and results; the study's own analysis comes beside them.
+"""
+import csv
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import time
+
+import ml_collections
+import numpy as np
+
+from research import registry
+from research.train import loop, validation, workdir as workdir_lib
+
+RUN_INFO_FILE = "study_run.json"  # in each run's workdir: its columns and wall time
+MACHINE_FIELDS = (("data", "data_dir"), ("data", "cache_dir"), ("compilation_cache_dir",),
+                  ("xla_flags",))
+
+
+@dataclasses.dataclass
+class Run:
+  label: str  # a readable name, e.g. "cnn_seed0"
+  config: ml_collections.ConfigDict
+  columns: dict  # what the tables show of the run besides its results, e.g. {"config": "cnn"}
+
+
+@dataclasses.dataclass
+class RunResult:
+  run: Run
+  workdir: str
+  results: dict[str, float]
+  wall_s: float  # training and evaluation, when it ran (a reused run keeps its figure)
+  reused: bool
+
+
+def config_hash(config: ml_collections.ConfigDict) -> str:
+  """A short hash of the resolved config without machine-local fields."""
+  fields = json.loads(config.to_json_best_effort())
+  for path in MACHINE_FIELDS:
+    node = fields
+    for key in path[:-1]:
+      node = node.get(key, {})
+    node.pop(path[-1], None)
+  return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def run_workdir(directory: str, run: Run) -> str:
+  return os.path.join(directory, "runs", f"{run.label}-{config_hash(run.config)}")
+
+
+def execute(run: Run, workdir: str) -> RunResult:
+  """The run's results: read back when its workdir holds them, else trained (resuming)."""
+  results = workdir_lib.read_results(workdir)
+  info_path = os.path.join(workdir, RUN_INFO_FILE)
+  if results is not None and os.path.exists(info_path):
+    with open(info_path) as f:
+      return RunResult(run, workdir, results, json.load(f)["wall_s"], reused=True)
+  start = time.perf_counter()
+  results = loop.train_and_evaluate(run.config, workdir)
+  wall = time.perf_counter() - start
+  workdir_lib.write_json(workdir, RUN_INFO_FILE, {"label": run.label, "columns": run.columns,
+                                                  "wall_s": wall})
+  return RunResult(run, workdir, results, wall, reused=False)
+
+
+def write_table(rows: list[dict], path_stem: str, float_format: str = "{:.4f}") -> None:
+  """``rows`` (dicts with the same keys) as ``PATH_STEM.csv`` and a Markdown ``PATH_STEM.md``."""
+  if not rows:
+    return
+  columns = list(rows[0])
+  with open(path_stem + ".csv", "w", newline="") as f:
+    writer = csv.DictWriter(f, columns)
+    writer.writeheader()
+    writer.writerows(rows)
+  cell = lambda v: float_format.format(v) if isinstance(v, float) else str(v)  # noqa: E731
+  lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+  lines += ["| " + " | ".join(cell(r[c]) for c in columns) + " |" for r in rows]
+  with open(path_stem + ".md", "w") as f:
+    f.write("\n".join(lines) + "\n")
+
+
+def mean_and_interval(values) -> tuple[float, float]:
+  """The mean and the half-width of its 95% t-interval (nan for a single value)."""
+  from scipy import stats
+  values = np.asarray(values, np.float64)
+  if len(values) < 2:
+    return float(values.mean()), math.nan
+  half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+  return float(values.mean()), float(half)
+
+
+def run_study(config: ml_collections.ConfigDict, directory: str) -> dict[str, float]:
+  """Runs (or reuses) every run of the study in ``directory``, then its analysis."""
+  study = registry.import_member("studies", config.study, "Study")(config)
+  runs = study.runs()
+  for run in runs:  # every run's config is checked before any trains
+    validation.validate(run.config, None)
+  os.makedirs(directory, exist_ok=True)
+  results = []
+  for i, run in enumerate(runs):
+    result = execute(run, run_workdir(directory, run))
+    print(f"study {config.study}: run {i + 1}/{len(runs)} {run.label}: "
+          f"{'reused' if result.reused else f'trained in {result.wall_s:.1f} s'}", flush=True)
+    results.append(result)
+  rows = [{**r.run.columns, **r.results, "wall_s": r.wall_s,
+           "workdir": os.path.relpath(r.workdir, directory)} for r in results]
+  write_table(rows, os.path.join(directory, "runs"))
+  summary = study.analyze(results, directory)
+  reused = sum(r.reused for r in results)
+  return {"runs": float(len(results)), "reused": float(reused), **summary}

@@ -1,0 +1,151 @@
+"""Building a run from its config: data, task, state, the train step, its feed and the
+evaluations. ``build`` is what ``launch.py --mode=train`` runs before the loop."""
+import dataclasses
+import os
+from typing import Callable
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from research.core import (checkpoint, optim, profiling, sharding, state as state_lib,
+                           writers)
+from research.data import feeds, pipeline, preprocess, splits
+from research.evaluators import base as evaluators
+from research.tasks import base as tasks_base
+from research.train import replicas as replicas_lib, validation, workdir as workdir_lib
+
+
+@dataclasses.dataclass
+class Evaluation:
+  """One entry of ``config.evals``, built."""
+  name: str
+  prefix: str
+  every_steps: int  # 0: not during training
+  final: bool
+  evaluator: evaluators.Evaluator
+
+  def due(self, step: int, is_last: bool) -> bool:
+    return bool(self.every_steps) and (step % self.every_steps == 0 or is_last)
+
+
+def make_evaluations(config: ml_collections.ConfigDict, task, workdir: str, data: splits.RunData,
+                     mesh: jax.sharding.Mesh) -> list[Evaluation]:
+  """The config's enabled evaluations, in their order, each with its data loaded."""
+  replicated, batch_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+  context = evaluators.Context(
+      task=task, workdir=workdir, rng=state_lib.run_rngs(config.seed)["eval"],
+      preprocess=preprocess.parse(config.data.preprocess),
+      load=lambda spec: data.batches(spec, batch_sharding),
+      replicated=replicated, batch_sharding=batch_sharding)
+  out = []
+  for name, spec in config.get("evals", {}).items():
+    if evaluators.enabled(spec):
+      spec = spec.copy_and_resolve_references()
+      spec.data = spec.get("data", "val")
+      evaluator = evaluators.evaluator_class(spec.type)(name, spec, context)
+      out.append(Evaluation(name, evaluators.prefix(name, spec), spec.get("every_steps", 0),
+                            spec.get("final", True), evaluator))
+  return out
+
+
+def total_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
+  if config.total_steps > 0:
+    return config.total_steps
+  return max(1, int(round(config.num_epochs * steps_per_epoch)))
+
+
+def num_microbatches(config: ml_collections.ConfigDict) -> int:
+  """How many parts the train step splits each batch into (``microbatch_size``; 0: one)."""
+  return config.batch_size // config.microbatch_size if config.microbatch_size else 1
+
+
+def train_preprocess(config: ml_collections.ConfigDict):
+  """The preprocessing ops, then the augmentation ops (training only), as one chain."""
+  return preprocess.parse("|".join(filter(None, [config.data.preprocess, config.data.augment])))
+
+
+def make_train_step(config, task, adaptor, feed, mesh, num_steps: int):
+  """The jitted train step the feed's calls go to: ``(state, *inputs) -> (state, metrics)``,
+  the state donated."""
+  compute_dtype = None if config.precision == "float32" else jax.numpy.dtype(config.precision)
+  guards = ("params",) if config.optimizer.skip_nonfinite else ("loss", "grad_norm")
+  step = adaptor.train_step(task, config.optimizer, num_steps, train_preprocess(config),
+                            guards=guards, compute_dtype=compute_dtype,
+                            microbatches=num_microbatches(config))
+  replicated = sharding.replicated(mesh)
+  return jax.jit(feed.wrap(step), in_shardings=(replicated, *feed.in_shardings),
+                 out_shardings=(replicated, replicated), donate_argnums=0)
+
+
+def warn_if_xla_flags_missing(xla_flags: str) -> None:
+  """``config.xla_flags`` reach XLA only through ``launch.apply_xla_flags``, before JAX starts
+  its backend; a run built another way (e.g. in a notebook) would silently lack them."""
+  if xla_flags and xla_flags not in os.environ.get("XLA_FLAGS", ""):
+    logging.warning("config.xla_flags=%r are not in XLA_FLAGS, so XLA runs without them: "
+                    "set them before JAX starts (launch.py does)", xla_flags)
+
+
+@dataclasses.dataclass
+class Experiment:
+  """Everything a training run needs, built once from the config."""
+  config: ml_collections.ConfigDict
+  workdir: str
+  mesh: jax.sharding.Mesh
+  train_data: pipeline.TrainBatches
+  num_steps: int
+  state: state_lib.TrainState
+  checkpointer: checkpoint.Checkpointer
+  task: tasks_base.Task
+  adaptor: replicas_lib.Single | replicas_lib.Replicas
+  feed: object  # research/data/feeds.py
+  train_step: Callable  # (state, *inputs) -> (state, metrics); inputs from feed.calls
+  evaluations: list[Evaluation]
+  writer: object
+
+  def close(self) -> None:
+    """Waits for pending checkpoint writes and flushes metrics (also after an error)."""
+    self.checkpointer.close()
+    self.writer.close()
+
+
+def build(config: ml_collections.ConfigDict, workdir: str) -> Experiment:
+  """Validates the config, loads the data, builds the evaluations and restores the newest
+  checkpoint, if any."""
+  validation.validate(config, workdir)
+  warn_if_xla_flags_missing(config.get("xla_flags", ""))
+  profiling.use_compilation_cache(config.compilation_cache_dir)
+  mesh = sharding.make_mesh()
+  data = splits.RunData(config.data, workdir, config.eval_batch_size)
+  train = pipeline.TrainBatches(data.arrays("train"), config.batch_size, config.seed)
+  data.trained_spec = train.spec()  # every evaluation's data must fit the model
+  task_cls = tasks_base.task_class(config)
+  task_cls.complete_config(config, train.spec())
+  workdir_lib.write_config(config, workdir)
+  num_steps = total_steps(config, train.steps_per_epoch)
+  checkpointer = checkpoint.Checkpointer(
+      os.path.join(os.path.abspath(workdir), "checkpoints"), config.keep_checkpoints)
+  workdir_lib.check_input_spec(workdir, train.spec(), fresh=checkpointer.latest_step() is None)
+
+  task = task_cls(config)
+  adaptor = replicas_lib.from_config(config)
+  optimizer = optim.make_optimizer(config.optimizer, num_steps)
+  example = {k: v[:1] for k, v in train.local_batch(0).items()}
+  init = state_lib.make_init(task, optimizer, preprocess.parse(config.data.preprocess))
+  state = adaptor.init(init, example, sharding.replicated(mesh))
+  if checkpointer.latest_step() is not None:
+    state = checkpointer.restore(state)
+    logging.info("Resumed from the checkpoint at step %d.", state_lib.step_of(state))
+  if adaptor.describe() is not None:
+    workdir_lib.write_json(workdir, workdir_lib.REPLICAS_FILE, adaptor.describe())
+
+  feed = feeds.make(train, mesh, config.steps_per_call, adaptor.seeds)
+  train_step = make_train_step(config, task, adaptor, feed, mesh, num_steps)
+  evaluations = make_evaluations(config, task, workdir, data, mesh)
+  num_params = sum(np.size(p) for p in jax.tree.leaves(state.params)) // adaptor.count()
+  logging.info("%d parameters; %d steps (%d per epoch), from step %d.",
+               num_params, num_steps, train.steps_per_epoch, state_lib.step_of(state))
+  return Experiment(config, workdir, mesh, train, num_steps, state, checkpointer, task, adaptor,
+                    feed, train_step, evaluations, writers.create_writer(workdir))
+

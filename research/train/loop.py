@@ -1,0 +1,155 @@
+"""The one training loop: every task and model runs through ``train_and_evaluate``.
+
+    state, metrics = train_step(state, *inputs)    # jitted once, state donated
+    periodically: log train metrics, run the due evaluations, checkpoint
+    at the end: the final evaluations (e.g. on test), the gate, results.json
+
+The loop never syncs with the devices except when it logs, evaluates or saves; it only
+waits for the call two before the one it just queued (``dispatch.RunAhead``), so the
+devices always have the next calls queued. It does not know which input path, how many
+replicas or which evaluators the run has: the feed (research/data/feeds.py), the
+replica adaptor (replicas.py) and the evaluations (research/evaluators) do.
+"""
+import os
+import time
+from typing import Callable
+
+import jax
+import ml_collections
+import numpy as np
+from clu import periodic_actions
+
+from research import errors
+from research.core import dispatch, preemption, profiling, state as state_lib, step as step_lib
+from research.evaluation import images as images_lib
+from research.train import experiment, workdir as workdir_lib
+
+
+def prefixed(prefix: str, metrics: dict) -> dict:
+  return {f"{prefix}/{k}": v for k, v in metrics.items()} if prefix else dict(metrics)
+
+
+def checked_scalars(exp: experiment.Experiment, train_metrics) -> dict[str, np.ndarray]:
+  """The window's train metrics (arrays over replicas, if any); raises
+  errors.NonFiniteError when a guard fired."""
+  scalars = exp.adaptor.compute(train_metrics)
+  fired = {k[len(step_lib.GUARD_PREFIX):]: scalars.pop(k) for k in list(scalars)
+           if k.startswith(step_lib.GUARD_PREFIX)}  # per replica: the first step of any
+  fired = {name: int(steps[steps >= 0].min()) for name, steps in fired.items()
+           if np.any(steps >= 0)}
+  if fired:
+    name, step = min(fired.items(), key=lambda item: item[1])
+    raise errors.NonFiniteError(
+        f"training diverged: {name} is not finite at step {step}; the last good checkpoint "
+        f"(step {exp.checkpointer.latest_step()}) is kept in {exp.checkpointer.directory}. Lower "
+        f"optimizer.learning_rate, clip gradients (optimizer.grad_clip_norm) or skip such "
+        f"updates (optimizer.skip_nonfinite=True)")
+  return scalars
+
+
+def run_evaluations(evaluations: list, adaptor, state, step: int, writer,
+                    workdir: str) -> dict[str, dict[str, float]]:
+  """Runs ``evaluations`` on each model of ``state`` (each replica on its own) and writes
+  their scalars and images; returns each evaluation's prefixed scalars by name."""
+  results = {e.name: {} for e in evaluations}
+  for scope, model_state in adaptor.each(state):
+    for e in evaluations:
+      out = e.evaluator.run(model_state, step, scope)
+      results[e.name].update(prefixed(scope, prefixed(e.prefix, out.scalars)))
+      write_images(writer, workdir, step, {"_".join(filter(None, [scope, k])): grid
+                                           for k, grid in out.images.items()})
+  scalars = {k: v for r in results.values() for k, v in r.items()}
+  if scalars:
+    writer.write_scalars(step, scalars)
+  return results
+
+
+def write_images(writer, workdir: str, step: int, grids: dict[str, np.ndarray]) -> None:
+  """Image grids to TensorBoard and, on process 0, to ``WORKDIR/images/NAME_STEP.png``."""
+  if not grids:
+    return
+  writer.write_images(step, {k: g[None] for k, g in grids.items()})
+  if jax.process_index() == 0:
+    for key, grid in grids.items():
+      images_lib.save_png(os.path.join(workdir, "images", f"{key}_{step:08d}.png"), grid)
+
+
+def train(exp: experiment.Experiment, step_hook: Callable[[int], None] | None = None):
+  """Runs the train step from the restored step to the last; returns the final state and
+  the latest results of the evaluations that ran at its step (by name)."""
+  config, state, writer, checkpointer = exp.config, exp.state, exp.writer, exp.checkpointer
+  start_step, num_steps = state_lib.step_of(state), exp.num_steps
+  if start_step == 0:
+    writer.write_hparams({k: v for k, v in config.to_dict().items() if not isinstance(v, dict)})
+  # ReportProgress counting steps wants every step; calls of several steps report by time.
+  every_steps = config.log_every_steps if config.steps_per_call == 1 else None
+  report_progress = periodic_actions.ReportProgress(
+      num_train_steps=num_steps, writer=writer, every_steps=every_steps, every_secs=None
+      if every_steps else 60.0)
+  train_metrics, latest = None, {}
+  window_start, window_step = time.perf_counter(), start_step
+  profiler, run_ahead = profiling.Profiler(config.profile_steps, exp.workdir), dispatch.RunAhead()
+  with preemption.SignalWatcher() as signals:
+    for step, inputs in exp.feed.calls(start_step, num_steps):
+      state, metrics = exp.train_step(state, *inputs)
+      profiler(step, state)
+      train_metrics = dispatch.accumulate(train_metrics, metrics)
+      run_ahead(metrics)
+      report_progress(step)
+      is_last, is_log_step = step == num_steps, step % config.log_every_steps == 0
+      stop = signals.stop_requested(can_sync=is_log_step)
+      if is_log_step or is_last or stop:
+        scalars = checked_scalars(exp, train_metrics)
+        elapsed = time.perf_counter() - window_start
+        scalars["examples_per_sec"] = (step - window_step) * config.batch_size / elapsed
+        writer.write_scalars(step, exp.adaptor.expand(prefixed("train", scalars)))
+        train_metrics, window_step = None, step
+      if step % config.checkpoint_every_steps == 0 or is_last or stop:
+        if train_metrics is not None:  # steps since the last log must be finite too
+          checked_scalars(exp, train_metrics)
+        checkpointer.save(state)
+      if stop:
+        raise errors.Preempted(signals.signal_name, step, checkpointer.directory)
+      due = [e for e in exp.evaluations if e.due(step, is_last)]
+      if due:
+        with report_progress.timed("eval"):
+          ran = run_evaluations(due, exp.adaptor, state, step, writer, exp.workdir)
+        latest = {**{k: v for k, v in latest.items() if k not in ran}, **ran} if is_last else {}
+      if window_step == step:  # the throughput window restarts after logging and eval
+        window_start = time.perf_counter()
+      if step_hook is not None:
+        step_hook(step)
+  profiler.stop(state)
+  return state, latest
+
+
+def final_results(config: ml_collections.ConfigDict, workdir: str, evaluations: list, adaptor,
+                  state, writer, done: dict | None = None) -> dict[str, float]:
+  """The final evaluations of ``state`` (those in ``done``, which already ran at its step,
+  are not rerun), the gate, written to results.json."""
+  done = done or {}
+  pending = [e for e in evaluations if e.final and e.name not in done]
+  ran = {**done, **run_evaluations(pending, adaptor, state, state_lib.step_of(state), writer,
+                                   workdir)}
+  results = {k: v for e in evaluations if e.name in ran for k, v in ran[e.name].items()}
+  passed = adaptor.check_gate(config.gate, results)
+  if passed is not None:
+    results["gate_passed"] = float(passed)
+  workdir_lib.write_json(workdir, workdir_lib.RESULTS_FILE, results)
+  return results
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       step_hook: Callable[[int], None] | None = None) -> dict[str, float]:
+  """Trains ``config`` in ``workdir`` (resuming from its checkpoints) and returns the
+  results of the final evaluations, plus ``gate_passed`` when the config sets a gate.
+
+  ``step_hook(step)`` runs after every step (tests use it to interrupt a run).
+  """
+  exp = experiment.build(config, workdir)
+  try:
+    state, latest = train(exp, step_hook)
+    return final_results(exp.config, exp.workdir, exp.evaluations, exp.adaptor, state,
+                         exp.writer, latest)
+  finally:
+    exp.close()

@@ -1,0 +1,54 @@
+"""The launcher's modes besides training, built on a restored run: ``eval`` (every
+evaluation of the config on the checkpoint) and ``sample`` (images from a generative model)."""
+import os
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from research import errors
+from research.core import writers
+from research.data import splits
+from research.evaluation import images as images_lib
+from research.tasks import base as tasks_base
+from research.train import experiment, loop, restore as restore_lib, workdir as workdir_lib
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict | None, workdir: str) -> dict[str, float]:
+  """Every evaluation of the newest checkpoint in ``workdir`` (those that run during training
+  and the final ones), written to its metrics and results.json; no training."""
+  run = restore_lib.restore(workdir, config=config)
+  data = splits.RunData(run.config.data, workdir, run.config.eval_batch_size,
+                        trained_spec=workdir_lib.read_input_spec(workdir))
+  evaluations = experiment.make_evaluations(run.config, run.task, workdir, data, run.mesh)
+  for e in evaluations:
+    e.final = e.final or bool(e.every_steps)
+  writer = writers.create_writer(workdir)
+  try:
+    return loop.final_results(run.config, workdir, evaluations, run.adaptor, run.state, writer)
+  finally:
+    writer.close()
+
+
+def sample_checkpoint(config: ml_collections.ConfigDict | None, workdir: str,
+                      num_samples: int) -> dict[str, float]:
+  """Draws ``num_samples`` images from the newest checkpoint's generative model (the
+  task's ``sample``) without training; writes ``WORKDIR/samples/samples_STEP.{png,npy}``."""
+  if num_samples < 1:
+    raise errors.ConfigError(f"--num_samples={num_samples} is not allowed; it must be positive")
+  run = restore_lib.restore(workdir, config=config)
+  if tasks_base.GENERATIVE not in run.task.capabilities:
+    raise errors.ConfigError(f"task.name={run.config.task.name!r} cannot sample; --mode=sample "
+                             f"needs a generative task (vae)")
+  state = run.replica(0 if run.adaptor.count() > 1 else None)
+  sample = jax.jit(run.task.sample, static_argnums=3)
+  images = sample(state.params, state.model_state, jax.random.PRNGKey(run.config.seed), num_samples)
+  images = np.asarray(images.addressable_data(0))  # replicated: every process holds all
+  if jax.process_index() == 0:
+    path = os.path.join(workdir, "samples", f"samples_{run.step:08d}")
+    images_lib.save_png(path + ".png", images_lib.make_grid(images, columns=8))
+    np.save(path + ".npy", images)
+    logging.info("Wrote %d samples of the checkpoint at step %d to %s.{png,npy}",
+                 num_samples, run.step, path)
+  return {"samples": float(num_samples), "step": float(run.step)}

@@ -1,0 +1,74 @@
+"""The files a run keeps in its workdir besides checkpoints and metrics: the resolved
+config, the training inputs' spec, the final results and the replicas' map."""
+import json
+import os
+
+import jax
+import ml_collections
+
+from research import errors
+from research.data import splits
+
+CONFIG_FILE = "config.json"
+INPUT_SPEC_FILE = "input_spec.json"
+RESULTS_FILE = "results.json"
+REPLICAS_FILE = "replicas.json"
+
+
+def write_json(workdir: str, name: str, value) -> None:
+  """Process 0 writes ``value`` to ``workdir/name`` atomically (a temporary file, renamed)."""
+  if jax.process_index() != 0:
+    return
+  path = os.path.join(workdir, name)
+  with open(path + ".tmp", "w") as f:
+    json.dump(value, f, indent=2)
+  os.replace(path + ".tmp", path)
+
+
+def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  write_json(workdir, CONFIG_FILE, json.loads(config.to_json_best_effort()))
+
+
+def _tuples(value):
+  """JSON lists back as tuples, as configs write their sequences."""
+  if isinstance(value, dict):
+    return {k: _tuples(v) for k, v in value.items()}
+  if isinstance(value, list):
+    return tuple(_tuples(v) for v in value)
+  return value
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+  """The resolved config a run recorded in ``workdir``."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    raise errors.UserError(f"no {CONFIG_FILE} in {workdir}: it is not the workdir of a run "
+                           f"(train first, or pass the --workdir of a trained run)")
+  with open(path) as f:
+    return ml_collections.ConfigDict(_tuples(json.load(f)))
+
+
+def read_input_spec(workdir: str) -> dict | None:
+  path = os.path.join(workdir, INPUT_SPEC_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return {name: (tuple(shape), dtype) for name, (shape, dtype) in json.load(f).items()}
+
+
+def check_input_spec(workdir: str, spec: dict, fresh: bool) -> None:
+  """Records the training data's per-example shapes and dtypes on a fresh run; any later
+  run in the workdir (resume, eval) must feed the same, or it gets a clear error."""
+  recorded = None if fresh else read_input_spec(workdir)
+  if recorded is None:
+    write_json(workdir, INPUT_SPEC_FILE, {k: [list(s), d] for k, (s, d) in spec.items()})
+    return
+  splits.check_spec(spec, recorded, workdir)
+
+
+def read_results(workdir: str) -> dict | None:
+  path = os.path.join(workdir, RESULTS_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
