@@ -1,8 +1,13 @@
-"""Defaults every experiment shares; a config file states only what differs.
+"""What every config shares: the defaults (``base_config``), the config argument
+(``parse_arg``), one evaluation's entry (``periodic_eval``, ``final_eval``), the dataset
+tables and the digits shrink (``select_dataset``).
 
-Each config file defines ``get_config(arg=None)``; ``arg`` is the text after a colon
-in ``--config=NAME:ARG`` (e.g. ``digits`` for the bundled offline dataset).
+Each config file defines ``get_config(arg=None)`` and states its own task, model and
+evaluations; ``arg`` is the text after a colon in ``--config=NAME:ARG``, read by
+``parse_arg``: ``KEY=VALUE`` pairs joined by commas, or bare values such as ``digits``
+(``--config=cnn:digits`` is ``--config=cnn:dataset=digits``).
 """
+import ast
 import os
 
 import ml_collections
@@ -26,6 +31,8 @@ IMAGE_DATASETS = ("mnist", "fashion_mnist", "cifar10", "digits")
 
 
 def base_config() -> ml_collections.ConfigDict:
+  """The defaults every run shares; a config changes what differs and sets its task,
+  model and evaluations."""
   config = ml_collections.ConfigDict()
   config.seed = 0
   config.batch_size = 128  # global, over all devices and processes
@@ -82,7 +89,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.xla_flags = ""  # extra XLA_FLAGS for this run, set before JAX starts (launch.py)
 
   # What is evaluated, when and on which data (research/evaluators/base.py): one entry per
-  # evaluation; the task's helpers below add the usual ones.
+  # evaluation; each config lists its own (periodic_eval and final_eval build one).
   config.evals = ml_collections.ConfigDict()
 
   # vmap-parallel replicas of the run (research/train/replicas.py): one jitted step trains
@@ -93,17 +100,87 @@ def base_config() -> ml_collections.ConfigDict:
   return config
 
 
-def classification(config: ml_collections.ConfigDict, model: str, loss: str = "softmax",
-                   l2: float = 0.0, **model_fields) -> ml_collections.ConfigDict:
-  """Sets up the classification task with ``research/models/<model>.py``."""
-  config.task.name = "classification"
-  config.task.loss = loss  # softmax, squared_hinge (LinearSVC's) or hinge (Crammer-Singer)
-  config.task.l2 = l2  # 0.5 * l2 * ||W||^2 on weight matrices
-  config.model.name = model
-  config.model.num_classes = 10
-  config.model.update(model_fields)
-  classifier_evals(config)
-  return config
+def _parse_value(key: str, text: str, default):
+  """``text`` as a Python literal of ``default``'s type (str when not a literal)."""
+  try:
+    value = ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    value = text
+  if isinstance(default, bool):
+    flags = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+    if text.lower() not in flags:
+      raise ValueError(f"{key} takes True or False, not {text!r}")
+    return flags[text.lower()]
+  if isinstance(default, str):
+    return value if isinstance(value, str) else text
+  if isinstance(default, int):
+    if not isinstance(value, int) or isinstance(value, bool):
+      raise ValueError(f"{key} takes an integer, not {text!r}")
+    return value
+  if isinstance(default, float):
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+      raise ValueError(f"{key} takes a number, not {text!r}")
+    return float(value)
+  return value
+
+
+def parse_arg(arg: str | None, *, choices: dict[str, tuple] | None = None,
+              **defaults) -> ml_collections.ConfigDict:
+  """The config argument (``NAME:ARG``) as a ConfigDict of ``defaults``' keys, like
+  big_vision's ``configs.common.parse_arg``.
+
+  ``arg`` is ``KEY=VALUE`` pairs joined by commas; a value is read as a Python literal
+  (int, float, bool, quoted str) of its default's type, else kept as text. A bare
+  ``VALUE`` (no ``=``) sets the first key whose ``choices`` contain it, so that
+  ``digits`` means ``dataset=digits`` and ``iwae_arch,digits`` also sets ``preset``.
+  ``choices`` maps keys to their allowed values (besides the default). Unknown keys or
+  values, and a key given two different values, raise a one-line ValueError naming
+  what is allowed.
+
+      arg = common.parse_arg(arg, dataset="mnist", choices={"dataset": IMAGE_DATASETS})
+  """
+  choices = {k: tuple(v) for k, v in (choices or {}).items()}
+  if set(choices) - set(defaults):
+    raise TypeError(f"choices for keys without a default: {sorted(set(choices) - set(defaults))}")
+
+  def allowed() -> str:
+    parts = []
+    for key, default in defaults.items():
+      values = "|".join(str(v) for v in choices[key]) if key in choices else "VALUE"
+      parts.append(f"{key}={values} (default {default if default != '' else 'none'})")
+    return "allowed: " + ", ".join(parts) + ("; a bare value sets the key that allows it"
+                                             if choices else "")
+
+  def reject(token: str, why: str = ""):
+    raise ValueError(f"unknown config argument {token!r}{': ' + why if why else ''}; {allowed()}")
+
+  result = dict(defaults)
+  given = {}
+  for token in (t.strip() for t in (arg or "").split(",")):
+    if not token:
+      continue
+    if "=" in token:
+      key, _, text = (part.strip() for part in token.partition("="))
+      if key not in defaults:
+        reject(token, f"no key {key!r}")
+      try:
+        value, why = _parse_value(key, text, defaults[key]), ""
+      except ValueError as e:
+        why = str(e)
+      if why:
+        reject(token, why)
+      if key in choices and value not in choices[key] and value != defaults[key]:
+        reject(token)
+    else:
+      key = next((k for k in defaults if token in choices.get(k, ())), None)
+      if key is None:
+        reject(token)
+      value = token
+    if key in given and given[key] != value:
+      raise ValueError(f"config argument {arg!r} sets {key} twice ({given[key]!r} and "
+                       f"{value!r}); {allowed()}")
+    given[key] = result[key] = value
+  return ml_collections.ConfigDict(result)
 
 
 def periodic_eval(config: ml_collections.ConfigDict, type_name: str, data: str = "val",
@@ -120,18 +197,12 @@ def final_eval(type_name: str, data: str = "test", **fields) -> ml_collections.C
                                         **fields))
 
 
-def classifier_evals(config: ml_collections.ConfigDict, report: str = "classification_report"):
-  """Validation metrics during training; test metrics and the split report at the end."""
-  config.evals.val = periodic_eval(config, "metrics")
-  config.evals.test = final_eval("metrics")
-  config.evals.report = final_eval(report)
-
-
-def select_dataset(config: ml_collections.ConfigDict, arg: str | None) -> str:
-  """Applies ``arg`` as the dataset name; ``digits`` also shrinks the run to seconds."""
-  name = arg or config.data.name
+def select_dataset(config: ml_collections.ConfigDict, name: str) -> str:
+  """Sets ``config.data.name``; ``digits`` also shrinks the run to seconds: 30 epochs,
+  eval batches of 200, logs every 50 steps, evaluations and checkpoints every 100, no
+  gate. Returns ``name``."""
   if name not in IMAGE_DATASETS:
-    raise ValueError(f"unknown config argument {arg!r}; known: {', '.join(IMAGE_DATASETS)}")
+    raise ValueError(f"unknown image dataset {name!r}; known: {', '.join(IMAGE_DATASETS)}")
   config.data.name = name
   if name == "digits":  # 1,437 train images: a quick offline run
     config.num_epochs = 30.0
@@ -161,10 +232,13 @@ TEXT_DATASETS = {
 }
 
 
-def text_dataset(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+def text_dataset(config: ml_collections.ConfigDict, name: str) -> dict:
   """Reads the text dataset ``name`` (a key of TEXT_DATASETS) as ``tokens`` and ``length``
-  (see research/data/text.py) for a model with ``vocab_size`` and ``num_classes``;
-  several label features make it the multi-label task."""
+  (research/data/text.py). Sets ``config.data`` only: its name, splits, features, no
+  preprocess, and ``data.text`` (feature, labels, a 10,000-word vocabulary of the words
+  seen at least twice in training, max_length). Returns the TEXT_DATASETS entry; the
+  config sets the task's inputs, ``model.num_classes`` and ``model.vocab_size`` (several
+  labels: the multi-label task)."""
   spec = TEXT_DATASETS[name]
   config.data.name = name
   config.data.train_split, config.data.val_split, config.data.test_split = spec["splits"]
@@ -176,59 +250,26 @@ def text_dataset(config: ml_collections.ConfigDict, name: str) -> ml_collections
   config.data.text.vocab_size = 10_000  # including <pad> and <unk>
   config.data.text.min_count = 2  # rarer training words become <unk>
   config.data.text.max_length = spec["max_length"]
-  config.task.inputs = ("tokens", "length")
-  if len(spec["labels"]) > 1:
-    config.task.name = "multilabel"
-    config.evals.report = final_eval("multilabel_report")
-  config.model.num_classes = spec["num_classes"]
-  config.model.vocab_size = config.data.text.get_ref("vocab_size")
-  config.gate = ""
-  return config
+  return spec
 
 
-# Model presets a VAE config accepts as ARG (``--config=vae:iwae_arch``, or with a
-# dataset: ``--config=vae:iwae_arch,digits``).
+# Model presets the MLP VAE configs accept as ARG (``--config=vae:iwae_arch``, with a
+# dataset ``--config=vae:iwae_arch,digits``; ``preset=iwae_arch`` spelled out): fields
+# the config's ``config.model.update``s last.
 VAE_PRESETS = {
     # Burda et al. (2016), one stochastic layer: 784-200-200-(2x50) and 50-200-200-784, tanh.
     "iwae_arch": {"hidden": (200, 200), "latent_dim": 50, "activation": "tanh"},
 }
 
 
-def vae(config: ml_collections.ConfigDict, arg: str | None, model: str, likelihood: str,
-        objective: str = "elbo", num_samples: int = 1, beta: float = 1.0,
-        kl_warmup_steps: int = 0, nll_chunk: int = 50, num_classes: int = 0,
-        **model_fields) -> ml_collections.ConfigDict:
-  """Sets up the VAE task (research/tasks/vae.py) with ``research/models/<model>.py``.
-
-  ``arg`` is a comma-separated list of ``VAE_PRESETS`` names and at most one dataset.
-  Binarized images get a Bernoulli decoder; grey levels a discrete one (logistic or
-  categorical) on pixels scaled to [0, 1].
-  """
-  tokens = [t for t in (arg or "").split(",") if t]
-  presets = [t for t in tokens if t in VAE_PRESETS]
-  datasets = [t for t in tokens if t not in VAE_PRESETS]
-  if len(datasets) > 1:
-    raise ValueError(f"config argument {arg!r} names more than one dataset")
-  config.task.name = "vae"
-  config.task.likelihood = likelihood
-  config.task.objective = objective
-  config.task.num_samples = num_samples
-  config.task.beta = beta
-  config.task.kl_warmup_steps = kl_warmup_steps
-  config.task.sample_class = -1
-  config.data.preprocess = "scale(0, 1)|binarize" if likelihood == "bernoulli" else "scale(0, 1)"
-  config.model.name = model
-  config.model.num_classes = num_classes
-  config.model.update(model_fields)
-  for preset in presets:
-    config.model.update(VAE_PRESETS[preset])
-  config.model.image_shape = config_dict.placeholder(tuple)  # None: the data's
-  name = select_dataset(config, datasets[0] if datasets else None)
+def vae_evals(config: ml_collections.ConfigDict, dataset: str, chunk: int = 50) -> None:
+  """The VAE configs' evaluations: ``val`` metrics and ``images`` every eval_every_steps;
+  at the end ``test`` metrics, the test ``nll`` by importance sampling (5,000 samples per
+  image, ``chunk`` at a time; 100 on digits) and the ``latents`` report (per-dimension KL,
+  active units)."""
   config.evals.val = periodic_eval(config, "metrics")
   config.evals.images = periodic_eval(config, "images")
   config.evals.test = final_eval("metrics")
-  # The test NLL by importance sampling: k samples per image, nll_chunk at a time.
-  config.evals.nll = final_eval("likelihood", num_samples=100 if name == "digits" else 5000,
-                                chunk=nll_chunk)
+  config.evals.nll = final_eval("likelihood", num_samples=100 if dataset == "digits" else 5000,
+                                chunk=chunk)
   config.evals.latents = final_eval("latents")
-  return config

@@ -1,9 +1,10 @@
-"""The yardstick VAE of benchmarks (../shared/bench): MLP 784-500-(2x20) / 20-500-784,
-Bernoulli decoder, Adam 1e-3, batch 128, on dynamically binarized MNIST.
+"""python benchmarks/throughput.py --config=vae_yardstick  # examples/s (benchmarks/RESULTS.md)
 
-The same model as ``vae`` with the yardstick's sizes; for speed comparisons:
-
-    TFDS_DATA_DIR=../shared/tfds python benchmarks/throughput.py --config=vae_yardstick
+Speed comparisons only: not a quality target (and no gate). The yardstick VAE of the
+benchmarks: MLP 784-500-(2x20) / 20-500-784, Bernoulli decoder, Adam 1e-3, batch 128, on
+dynamically binarized MNIST: the ``vae`` config (configs/vae.py: its task, evaluations
+and ARG) with the PyTorch yardstick's sizes. MNIST needs a TFDS data dir with mnist
+prepared, TFDS_DATA_DIR=DIR.
 """
 import ml_collections
 

@@ -19,7 +19,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.study = "classifier_zoo"  # research/studies/classifier_zoo.py
   config.dataset = arg or "digits"  # the ARG every config gets
   config.configs = CLASSIFIERS
-  config.seeds = (0,)
+  config.seeds = (0, 1, 2)  # the 95% intervals are over these
   config.data_dir = config_dict.placeholder(str)  # None: TFDS_DATA_DIR or ~/tensorflow_datasets
   config.total_steps = -1  # > 0: every run this many steps (a quick look), else its own
   return config
