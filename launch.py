@@ -1,10 +1,13 @@
 """Runs one experiment, chosen by flags.
 
+    python launch.py --list_configs                     # every config, with its command and result
+    python launch.py --config=cnn:digits --dry_run      # its fields, validated; runs nothing
     python launch.py --config=vae                       # configs/vae.py
     python launch.py --config=vae:digits                # get_config("digits")
     python launch.py --config=cnn --config.batch_size=256 --workdir=/tmp/cnn
     python launch.py --config=path/to/my_config.py
     python launch.py --config=cnn --workdir=/tmp/cnn --mode=eval   # test a checkpoint
+    python launch.py --mode=eval --workdir=/tmp/cnn     # the same, config from WORKDIR/config.json
     python launch.py --config=vae --workdir=/tmp/vae --mode=sample --num_samples=64
     python launch.py --config=cnn --coordinator_address=host0:1234 --num_processes=2 --process_id=0
 
@@ -36,12 +39,104 @@ def fail(message: str, status: int = EXIT_USER_ERROR):
 
 
 def available_configs() -> list[str]:
-  return sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "configs"))
-                if f.endswith(".py") and f not in ("__init__.py", "common.py"))
+  """The names ``--config`` takes: ``configs/NAME.py`` and ``configs/studies/NAME.py``."""
+  names = []
+  for folder in ("", "studies"):
+    directory = os.path.join(ROOT, "configs", folder)
+    names += [f"{folder}/{f[:-3]}" if folder else f[:-3] for f in sorted(os.listdir(directory))
+              if f.endswith(".py") and f not in ("__init__.py", "common.py")]
+  return names
 
 
-def resolve_config_flag(argv: list[str]) -> tuple[list[str], str]:
-  """Rewrites ``--config=NAME[:ARG]`` to the config file's path; returns argv and a run name."""
+def config_path(name: str) -> str:
+  return os.path.join(ROOT, "configs", *f"{name}.py".split("/"))
+
+
+def description(path: str) -> str:
+  """The first line of a config module's docstring (its command and result), read
+  without importing it."""
+  import ast
+  import re
+  try:
+    with open(path) as f:
+      doc = ast.get_docstring(ast.parse(f.read())) or ""
+  except (OSError, SyntaxError, ValueError):
+    doc = ""
+  first = next((line.strip() for line in doc.splitlines() if line.strip()), "(no docstring)")
+  return re.sub(r"\s{2,}#", "  #", first)  # the docstrings align their comments
+
+
+def print_configs() -> None:
+  names = available_configs()
+  width = max(len(n) for n in names)
+  print("Configs (--config=NAME[:ARG] runs configs/NAME.py's get_config(ARG); or a .py path):")
+  for name in names:
+    print(f"  {name:<{width}}  {description(config_path(name))}")
+  print("python launch.py --config=NAME --dry_run lists a config's fields (--config.FIELD=VALUE).")
+
+
+def field_help(path: str) -> dict[str, str]:
+  """``{field: text}`` from the end-of-line comments of the statements in ``path`` that set
+  ``config.FIELD = ...`` (the first such comment per field)."""
+  import ast
+  import io
+  import tokenize
+  try:
+    with open(path) as f:
+      source = f.read()
+    tree = ast.parse(source)
+    comments = {}  # line -> an end-of-line comment (code before it on its line)
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+      if token.type == tokenize.COMMENT and token.line[:token.start[1]].strip():
+        comments[token.start[0]] = token.string.lstrip("#").strip()
+  except (OSError, SyntaxError, ValueError, tokenize.TokenError):
+    return {}
+
+  def field(target) -> str | None:  # config.a.b -> "a.b"
+    parts = []
+    while isinstance(target, ast.Attribute):
+      parts.append(target.attr)
+      target = target.value
+    if isinstance(target, ast.Name) and target.id == "config" and parts:
+      return ".".join(reversed(parts))
+    return None
+
+  helps = {}
+  for node in ast.walk(tree):
+    if isinstance(node, (ast.Assign, ast.AnnAssign)):
+      targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+      comment = next((comments[line] for line in range(node.lineno, node.end_lineno + 1)
+                      if line in comments), None)
+      for name in filter(None, map(field, targets)):
+        if comment and name not in helps:
+          helps[name] = comment
+  return helps
+
+
+def config_fields(config, prefix: str = ""):
+  """``(dotted name, value)`` of each leaf field, sorted by name as ConfigDict keeps them."""
+  import ml_collections
+  for key, value in config.items():
+    if isinstance(value, ml_collections.ConfigDict) and len(value):
+      yield from config_fields(value, f"{prefix}{key}.")
+    else:
+      yield f"{prefix}{key}", ({} if isinstance(value, ml_collections.ConfigDict) else value)
+
+
+def describe_fields(config, path: str | None) -> list[str]:
+  """``field = value  # help`` per field; the help is the end-of-line comment where the
+  config file (or configs/common.py, for configs built on its defaults) sets the field."""
+  helps = {} if "study" in config else field_help(os.path.join(ROOT, "configs", "common.py"))
+  if path:
+    helps.update(field_help(path))
+  rows = [(f"{name} = {value!r}", helps.get(name, "")) for name, value in config_fields(config)]
+  width = min(max((len(text) for text, _ in rows), default=0), 48)
+  return [f"{text:<{width}}  # {text_help}" if text_help else text for text, text_help in rows]
+
+
+def resolve_config_flag(argv: list[str]) -> tuple[list[str], str | None, str | None]:
+  """Rewrites ``--config=NAME[:ARG]`` to the config file's path; returns argv, a run name and
+  the file's path (both None without ``--config``)."""
   argv = list(argv)
   for i, arg in enumerate(argv):
     if arg.startswith("--config="):
@@ -51,15 +146,40 @@ def resolve_config_flag(argv: list[str]) -> tuple[list[str], str]:
       index, value = i, argv.pop(i + 1)
       break
   else:
-    fail(f"--config is required; one of: {', '.join(available_configs())}, or a path to a .py file")
+    return argv, None, None
   name, _, config_arg = value.partition(":")
-  path = name if name.endswith(".py") else os.path.join(ROOT, "configs", f"{name}.py")
+  path = name if name.endswith(".py") else config_path(name)
   if not os.path.isfile(path):
     fail(f"unknown config {name!r}; available: {', '.join(available_configs())}, "
-         f"or a path to a .py file")
+         f"or a path to a .py file (--list_configs describes them)")
   argv[index] = f"--config={path}" + (f":{config_arg}" if config_arg else "")
   run_name = os.path.splitext(os.path.basename(path))[0] + (f"_{config_arg}" if config_arg else "")
-  return argv, run_name
+  return argv, run_name, path
+
+
+def flag_value(argv: list[str], name: str) -> str | None:
+  """The last ``--name=VALUE`` (or ``--name VALUE``) in ``argv``, read before absl parses it."""
+  value = None
+  for i, arg in enumerate(argv[1:], 1):
+    if arg == "--":
+      break
+    if arg.startswith(f"--{name}="):
+      value = arg[len(name) + 3:]
+    elif arg == f"--{name}" and i + 1 < len(argv):
+      value = argv[i + 1]
+  return value
+
+
+def workdir_config(workdir: str):
+  """The config a run recorded in ``workdir`` (config.json); one error line if none."""
+  from research import errors
+  from research.train import workdir as workdir_lib
+  try:
+    return workdir_lib.read_config(workdir)
+  except errors.UserError as e:
+    fail(str(e))
+  except (OSError, ValueError) as e:  # unreadable, or not JSON
+    fail(f"{os.path.join(workdir, workdir_lib.CONFIG_FILE)} cannot be read: {one_line(e)}")
 
 
 class QuietLibraries:
@@ -82,17 +202,23 @@ def one_line(error: BaseException) -> str:
   return "; ".join(lines)
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-  """absl flag parsing where every bad flag or config override is one line, exit 2."""
+def one_line_flag_errors(parse, *args, **kwargs):
+  """``parse(*args, **kwargs)`` where every bad flag or config override is one line, exit 2."""
   from absl import flags
   try:
-    return flags.FLAGS(argv)
+    return parse(*args, **kwargs)
   except flags.Error as e:
     fail(one_line(e))
   except (AttributeError, KeyError) as e:  # ml_collections: no such field
     fail(f"bad --config override: no field {one_line(e)}")
   except (TypeError, ValueError) as e:  # ml_collections: a value of the wrong type
     fail(f"bad --config override: {one_line(e)}")
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl flag parsing where every bad flag or config override is one line, exit 2."""
+  from absl import flags
+  return one_line_flag_errors(flags.FLAGS, argv)
 
 
 def apply_xla_flags(config) -> None:
@@ -113,22 +239,85 @@ def exit_status(error: Exception) -> int:
   return EXIT_USER_ERROR
 
 
+HELP_FLAGS = ("--help", "-h", "--helpshort", "--helpfull")
+NEEDS_A_CONFIG = ("--config is required (or, for --mode=eval or sample, the --workdir of a trained "
+                  "run: its config.json); one of: {}, or a path to a .py file; --list_configs "
+                  "describes them")
+
+
+def print_help(full: bool, config, path: str | None, name: str | None) -> None:
+  from absl import app
+  app.usage(shorthelp=not full, writeto_stdout=True)
+  if config is None:
+    print("\npython launch.py --config=NAME --help (or --dry_run) also lists NAME's "
+          "--config.FIELD fields; --list_configs lists the configs.")
+    return
+  print(f"\n--config.FIELD=VALUE overrides any field of {name}:")
+  for line in describe_fields(config, path):
+    print(f"  {line}")
+
+
+def dry_run(config, path: str | None, name: str, workdir: str) -> None:
+  """Prints the resolved config's fields and validates it: nothing is trained or written."""
+  from research import errors
+  print(f"config {name}:")
+  for line in describe_fields(config, path):
+    print(line)
+  if "study" in config:
+    print(f"dry run: a study (not validated here; each of its runs is when it starts); "
+          f"nothing was run or written (workdir: {os.path.abspath(workdir)})")
+    return
+  apply_xla_flags(config)
+  from absl import logging
+  logging.set_verbosity(logging.WARNING)  # JAX's INFO lines on backends it did not find
+  from research.train import validation
+  try:
+    validation.validate(config, None)
+  except errors.UserError as e:
+    fail(str(e), exit_status(e))
+  print(f"dry run: the config is valid; nothing was trained or written "
+        f"(workdir: {os.path.abspath(workdir)})")
+
+
 def main() -> None:
-  argv, run_name = resolve_config_flag(sys.argv)
+  args = sys.argv[1:]
+  help_flags = [a for a in args if a in HELP_FLAGS]
+  argv, run_name, path = resolve_config_flag([sys.argv[0], *(a for a in args
+                                                              if a not in HELP_FLAGS)])
+  recorded = None  # --mode=eval|sample without --config: the workdir's config.json
+  workdir = flag_value(argv, "workdir")
+  if path is None and flag_value(argv, "mode") in ("eval", "sample") and workdir:
+    recorded = workdir_config(workdir)
+    run_name = os.path.join(workdir, "config.json")
+  elif path is None and any(a.startswith("--config.") for a in argv[1:]) and not help_flags:
+    fail(NEEDS_A_CONFIG.format(", ".join(available_configs())))
 
   from absl import app, flags, logging
   from ml_collections import config_flags
 
-  config_flags.DEFINE_config_file("config", None, "Experiment config: NAME[:ARG] or a path.",
-                                  lock_config=True)
-  flags.DEFINE_string("workdir", os.path.join("workdirs", run_name),
-                      "Where checkpoints, metrics and images go; rerunning resumes.")
+  if recorded is None:
+    config_flags.DEFINE_config_file("config", None, "Experiment config: NAME[:ARG] or a path "
+                                    "(--list_configs lists them).", lock_config=True)
+  else:
+    # Its --config.FIELD overrides are applied here, not when absl parses.
+    one_line_flag_errors(config_flags.DEFINE_config_dict, "config", recorded,
+                         "The workdir's recorded config.", lock_config=True, sys_argv=argv)
+  flags.DEFINE_string("workdir", os.path.join("workdirs", run_name) if path else None,
+                      "Where checkpoints, metrics and images go (default workdirs/CONFIG[_ARG]); "
+                      "rerunning resumes. --mode=eval and sample read its config.json when "
+                      "--config is not given.")
   flags.DEFINE_enum("mode", "train", ["train", "eval", "sample"],
                     "train (resuming from the workdir's checkpoints), eval: the newest "
                     "checkpoint's validation and test metrics (for VAEs the test NLL), "
                     "or sample: --num_samples images from the newest checkpoint "
                     "(generative models), written to WORKDIR/samples; neither trains.")
   flags.DEFINE_integer("num_samples", 64, "Images that --mode=sample draws.")
+  flags.DEFINE_bool("list_configs", False,
+                    "List every config (configs/*.py, configs/studies/*.py) with the first line "
+                    "of its docstring (its command and result), and exit.")
+  flags.DEFINE_bool("dry_run", False,
+                    "Print the resolved config's fields (field = value  # help) and validate it, "
+                    "then exit: nothing is trained or written.")
   flags.DEFINE_bool("distributed", False,
                     "Multi-process run: join the job through jax.distributed, detecting the "
                     "cluster (Cloud TPU pod slice, SLURM, Open MPI) from the environment "
@@ -141,15 +330,27 @@ def main() -> None:
 
   def run(_):
     from research import errors
-    from research.core import distributed
 
     FLAGS = flags.FLAGS
-    apply_xla_flags(FLAGS.config)
+    if FLAGS.list_configs:
+      print_configs()
+      return
+    if help_flags:
+      print_help("--helpfull" in help_flags, FLAGS.config, path, run_name)
+      return
+    if FLAGS.config is None:
+      fail(NEEDS_A_CONFIG.format(", ".join(available_configs())))
+    config, workdir = FLAGS.config, FLAGS.workdir
+    if FLAGS.dry_run:
+      dry_run(config, path, run_name, workdir)
+      return
+
+    from research.core import distributed
+    apply_xla_flags(config)
     distributed.initialize(distributed.Cluster(
         FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id))
     logging.set_verbosity(logging.INFO)
     logging.get_absl_handler().addFilter(QuietLibraries())
-    config, workdir = FLAGS.config, FLAGS.workdir
     print(f"config {run_name}:\n{config}")
     print(distributed.describe())
     print(f"workdir: {os.path.abspath(workdir)}")
@@ -172,7 +373,13 @@ def main() -> None:
 
 def run_one(config, workdir: str, mode: str, num_samples: int) -> dict[str, float]:
   """One run in ``workdir``: trained (resuming), evaluated or sampled from."""
+  from research import errors
   from research.train import validation
+  if mode != "train":  # checked first: validating the workdir would create it
+    directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    if not os.path.isdir(directory):
+      raise errors.UserError(f"no checkpoint in {directory}: train first, or pass the "
+                             f"--workdir of a trained run")
   validation.validate(config, workdir)  # before the heavy imports: bad configs fail fast
   from research.train import loop, modes
   if mode == "eval":

@@ -14,7 +14,7 @@ from clu import metrics
 
 from research import errors
 from research.data import text
-from research.models.base import FEATURES
+from research.models import base as models_base
 from research.tasks import base
 
 
@@ -93,5 +93,5 @@ class Task(base.BaseTask):
     return jax.nn.softmax(self.logits(params, model_state, batch, rng))
 
   def features(self, params, model_state, batch, rng):
-    _, state = self.apply(params, model_state, batch, rng, False, mutable=(FEATURES[0],))
-    return state[FEATURES[0]][FEATURES[1]][0]
+    _, state = self.apply(params, model_state, batch, rng, False, mutable=(models_base.FEATURES[0],))
+    return models_base.sown_features(state)

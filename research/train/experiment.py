@@ -43,7 +43,8 @@ def make_evaluations(config: ml_collections.ConfigDict, task, workdir: str, data
   for name, spec in config.get("evals", {}).items():
     if evaluators.enabled(spec):
       spec = spec.copy_and_resolve_references()
-      spec.data = spec.get("data", "val")
+      with spec.unlocked():
+        spec.data = spec.get("data", "val")
       evaluator = evaluators.evaluator_class(spec.type)(name, spec, context)
       out.append(Evaluation(name, evaluators.prefix(name, spec), spec.get("every_steps", 0),
                             spec.get("final", True), evaluator))
