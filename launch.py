@@ -19,6 +19,7 @@ Exit status (each failure is one line on stderr):
       checkpoint is kept
   75  stopped by SIGTERM/SIGINT after writing a checkpoint: rerun to resume
 """
+import contextlib
 import os
 import sys
 
@@ -183,11 +184,147 @@ def workdir_config(workdir: str):
 
 
 class QuietLibraries:
-  """Keeps the libraries' INFO chatter (orbax, TFDS) out of the run's log."""
-  QUIET = ("/orbax/", "/tensorflow_datasets/")
+  """Keeps the libraries' INFO chatter (jax's backend probes, orbax, TFDS, clu) out of the
+  run's log: INFO lines come from this repository's code alone, warnings from anywhere."""
+  OWN = tuple(os.path.join(ROOT, name) for name in ("research", "configs", "launch.py"))
+  NOISE = (("/tensorflow_datasets/", "has no dataset_info.json"),)  # while it prepares one
 
   def filter(self, record) -> bool:
-    return record.levelno > 20 or not any(p in record.pathname for p in self.QUIET)
+    if any(path in record.pathname and text in record.getMessage() for path, text in self.NOISE):
+      return False
+    return record.levelno > 20 or record.pathname.startswith(self.OWN)
+
+
+class PlainInfo:
+  """absl's formatter for warnings and errors (level, time, file); INFO lines, the run's
+  own, as their bare message."""
+
+  def __init__(self, formatter):
+    self._formatter = formatter
+
+  def format(self, record) -> str:
+    return record.getMessage() if record.levelno == 20 else self._formatter.format(record)
+
+
+def quiet_noise() -> None:
+  """The run's console: INFO lines from this repository only; no backend probe warnings
+  (``Unable to initialize backend 'tpu'``); TFDS progress bars only on a terminal. Runs
+  before JAX starts its backend (or joins a multi-process job)."""
+  import logging as std_logging
+  from absl import logging
+  std_logging.getLogger("jax._src.xla_bridge").setLevel(std_logging.ERROR)
+  handler = logging.get_absl_handler()
+  handler.addFilter(QuietLibraries())
+  handler.setFormatter(PlainInfo(handler.python_handler.formatter or std_logging.Formatter()))
+  logging.set_verbosity(logging.INFO)
+  if not (sys.stdout.isatty() and sys.stderr.isatty()):  # bars in files: \r and [A escapes
+    import tensorflow_datasets as tfds
+    tfds.disable_progress_bar()
+
+
+@contextlib.contextmanager
+def stdout_to_devnull():
+  """File descriptor 1 (Python's and the C++ libraries' stdout) to /dev/null; stderr stays."""
+  sys.stdout.flush()
+  saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, 1)
+  os.close(devnull)
+  try:
+    yield
+  finally:
+    sys.stdout.flush()
+    os.dup2(saved, 1)
+    os.close(saved)
+
+
+def quiet_processes() -> bool:
+  """In a multi-process run, opens the collectives with stdout muted (Gloo's ``[Gloo] Rank
+  0 is connected ...`` lines) and keeps only process 0's INFO lines. Returns whether this
+  is process 0, the one that prints the run's lines."""
+  import jax
+  from absl import logging
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    with stdout_to_devnull():
+      multihost_utils.sync_global_devices("launch")
+  if jax.process_index() != 0:
+    logging.set_verbosity(logging.WARNING)
+    return False
+  return True
+
+
+def short(value) -> str:
+  """A field's value in the config summary: strings bare, the rest as Python writes them."""
+  return value if isinstance(value, str) else repr(value)
+
+
+def fields_text(config, skip: tuple[str, ...] = ("name",), width: int = 96) -> str:
+  """``key=value, ...`` of a ConfigDict's fields (nested ones left out), cut at ``width``."""
+  import ml_collections
+  text = ", ".join(f"{k}={short(v)}" for k, v in config.items()
+                   if k not in skip and not isinstance(v, ml_collections.ConfigDict))
+  return text if len(text) <= width else text[:width - 3].rsplit(", ", 1)[0] + ", ..."
+
+
+def eval_text(name: str, spec) -> str:
+  """One evaluation for the config summary: ``val (metrics on val, every 100 steps)``."""
+  data = spec.get("data", "?")
+  if not isinstance(data, str):  # a ConfigDict of config.data fields: another dataset
+    data = ":".join(str(data[k]) for k in ("name", "split") if k in data) or "?"
+  when = [f"every {spec.every_steps} steps"] if spec.get("every_steps", 0) else []
+  if spec.get("final", True):
+    when.append("final")
+  return f"{name} ({spec.get('type', '?')} on {data}, {' + '.join(when) or 'off'})"
+
+
+def named(head: str, config, width: int = 118) -> str:
+  """``head`` and a ConfigDict's ``name``, then its other fields, within ``width``."""
+  head = f"{head}{config.get('name', '?')}: "
+  return head + fields_text(config, width=width - len(head))
+
+
+def wrapped(head: str, items: list[str], width: int = 100) -> list[str]:
+  """``head`` and ``items`` joined by commas, on as many lines as ``width`` needs (items
+  are not split; later lines indented under the first item)."""
+  lines = [head]
+  for i, item in enumerate(items):
+    text = item + ("," if i < len(items) - 1 else "")
+    if len(lines[-1]) > len(head) and len(lines[-1]) + 1 + len(text) > width:
+      lines.append(" " * len(head) + text)
+    else:
+      lines[-1] += ("" if len(lines[-1]) == len(head) else " ") + text
+  return lines
+
+
+def config_summary(config, workdir: str) -> list[str]:
+  """A few lines on what the run is; the full config is WORKDIR/config.json."""
+  config_file = os.path.join(os.path.abspath(workdir), "config.json")
+  if "study" in config:
+    return [f"  study      {config.study}: {fields_text(config, skip=('study',))}"]
+  data, opt = config.data, config.optimizer
+  splits = ", ".join(f"{k[:-len('_split')]} {data[k]}" for k in ("train_split", "val_split",
+                                                                 "test_split") if data.get(k))
+  optimizer = [opt.get("name", "?"), f"lr {opt.get('learning_rate', '?')}",
+               f"{opt.get('schedule', 'constant')} schedule"]
+  optimizer += [f"{k.replace('_', ' ')} {opt[k]}" for k in (
+      "warmup_steps", "weight_decay", "grad_clip_norm") if opt.get(k)]
+  if opt.get("accumulate_steps", 1) > 1:
+    optimizer.append(f"accumulate {opt.accumulate_steps} steps")
+  length = (f"{config.total_steps} steps" if config.get("total_steps", -1) > 0
+            else f"{config.get('num_epochs', '?'):g} epochs")
+  evals = sorted(config.get("evals", {}).items(), key=lambda e: not e[1].get("every_steps", 0))
+  evals = [eval_text(name, spec) for name, spec in evals if spec.get("type")] or ["none"]
+  return [
+      f"  data       {data.get('name', '?')} ({splits})",
+      named("  model      ", config.model),
+      named("  task       ", config.task),
+      f"  optimizer  {', '.join(optimizer)}",
+      f"  training   batch {config.batch_size}, {length}; log every {config.log_every_steps}, "
+      f"checkpoint every {config.checkpoint_every_steps} steps",
+      f"  gate       {config.get('gate') or 'none'}",
+      *wrapped("  evals      ", evals),
+      f"  (every field: {config_file}; --dry_run lists them with their help)",
+  ]
 
 
 def one_line(error: BaseException) -> str:
@@ -292,7 +429,7 @@ def main() -> None:
   elif path is None and any(a.startswith("--config.") for a in argv[1:]) and not help_flags:
     fail(NEEDS_A_CONFIG.format(", ".join(available_configs())))
 
-  from absl import app, flags, logging
+  from absl import app, flags
   from ml_collections import config_flags
 
   if recorded is None:
@@ -315,6 +452,10 @@ def main() -> None:
   flags.DEFINE_bool("list_configs", False,
                     "List every config (configs/*.py, configs/studies/*.py) with the first line "
                     "of its docstring (its command and result), and exit.")
+  flags.DEFINE_bool("allow_config_changes", False,
+                    "Continue the run in --workdir with a config that differs from the one it "
+                    "recorded (e.g. more epochs); the changes are appended to "
+                    "WORKDIR/config_history.jsonl. Without it such a rerun is refused.")
   flags.DEFINE_bool("dry_run", False,
                     "Print the resolved config's fields (field = value  # help) and validate it, "
                     "then exit: nothing is trained or written.")
@@ -347,13 +488,15 @@ def main() -> None:
 
     from research.core import distributed
     apply_xla_flags(config)
+    quiet_noise()
     distributed.initialize(distributed.Cluster(
         FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id))
-    logging.set_verbosity(logging.INFO)
-    logging.get_absl_handler().addFilter(QuietLibraries())
-    print(f"config {run_name}:\n{config}")
-    print(distributed.describe())
-    print(f"workdir: {os.path.abspath(workdir)}")
+    main_process = quiet_processes()  # the others print only their devices and errors
+    if main_process:
+      print(f"config {run_name}:", *config_summary(config, workdir), sep="\n", flush=True)
+    print(distributed.describe(), flush=True)
+    if main_process:
+      print(f"workdir: {os.path.abspath(workdir)}", flush=True)
     try:
       if "study" in config:  # a program of runs (research/studies)
         if FLAGS.mode != "train":
@@ -361,17 +504,21 @@ def main() -> None:
         from research.studies import base as studies
         results = studies.run_study(config, workdir)
       else:
-        results = run_one(config, workdir, FLAGS.mode, FLAGS.num_samples)
+        results = run_one(config, workdir, FLAGS.mode, FLAGS.num_samples,
+                          FLAGS.allow_config_changes)
     except errors.UserError as e:
       fail(str(e), exit_status(e))
-    print("results: " + ", ".join(f"{k}={v:.5g}" for k, v in sorted(results.items())))
+    if main_process:
+      print("results: " + ", ".join(f"{k}={v:.5g}" for k, v in sorted(results.items())),
+            flush=True)
     if results.get("gate_passed") == 0.0:
       fail(f"gate missed: {config.gate} does not hold", EXIT_GATE_MISSED)
 
   app.run(run, argv=argv, flags_parser=parse_flags)
 
 
-def run_one(config, workdir: str, mode: str, num_samples: int) -> dict[str, float]:
+def run_one(config, workdir: str, mode: str, num_samples: int,
+            allow_config_changes: bool = False) -> dict[str, float]:
   """One run in ``workdir``: trained (resuming), evaluated or sampled from."""
   from research import errors
   from research.train import validation
@@ -386,7 +533,7 @@ def run_one(config, workdir: str, mode: str, num_samples: int) -> dict[str, floa
     return modes.evaluate_checkpoint(config, workdir)
   if mode == "sample":
     return modes.sample_checkpoint(config, workdir, num_samples)
-  return loop.train_and_evaluate(config, workdir)
+  return loop.train_and_evaluate(config, workdir, allow_config_changes=allow_config_changes)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,8 @@ CASES = {
                                        ["batch_size=12", "multiple of the 8 device(s)"], EIGHT_DEVICES),
     "unknown model": (["--config.model.name=vea"], ["unknown model 'vea'"]),
     "unknown task": (["--config.task.name=gan"], ["unknown task 'gan'"]),
+    "a model without the config's fields": (["--config=cnn:digits", "--config.model.name=mlp"],
+                                            ["model.name='mlp' cannot be built", "conv_features"]),
     "unknown preprocessing op": (["--config.data.preprocess=scale(0, 1)|binarise"],
                                  ["data.preprocess=", "unknown preprocessing op 'binarise'"]),
     "gate on an unknown metric": (["--config.gate=test/accuracy>=0.9"],

@@ -69,16 +69,16 @@ def test_classifier_writes_its_split_report(data_dir, tmp_path):
     ("--b=2", "--a=1", "--a=1 --b=2"),  # the user's own XLA_FLAGS come last, so they win
 ])
 def test_config_xla_flags_go_before_the_users(monkeypatch, env, extra, expected):
+  monkeypatch.setenv("XLA_FLAGS", env or "")  # recorded, so the teardown restores it
   if env is None:
-    monkeypatch.delenv("XLA_FLAGS", raising=False)
-  else:
-    monkeypatch.setenv("XLA_FLAGS", env)
+    monkeypatch.delenv("XLA_FLAGS")
   launch.apply_xla_flags(ml_collections.ConfigDict({"xla_flags": extra}))
   assert os.environ.get("XLA_FLAGS") == expected
 
 
 def test_building_a_run_warns_when_its_xla_flags_never_reached_xla(monkeypatch, caplog):
-  monkeypatch.delenv("XLA_FLAGS", raising=False)
+  monkeypatch.setenv("XLA_FLAGS", "")  # recorded, so the teardown restores it
+  monkeypatch.delenv("XLA_FLAGS")
   experiment.warn_if_xla_flags_missing("--a=1")
   assert "XLA runs without them" in caplog.text
   caplog.clear()

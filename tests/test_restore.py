@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from research import errors
+from research.core import writers
 from research.data import pipeline, splits
 from research.train import loop, modes, restore
 from tests.conftest import load_config
@@ -70,9 +71,13 @@ def test_restored_vae_gives_the_reported_test_elbo_and_nll(trained):
 
 def test_eval_mode_recomputes_the_results_from_the_workdir(trained):
   config, workdir, results = trained["cnn"]
+  training_log = writers.read_metrics(workdir)
   again = modes.evaluate_checkpoint(None, workdir)  # config.json alone
   assert again == pytest.approx(results)
   assert json.load(open(f"{workdir}/results.json")) == pytest.approx(results)
+  assert writers.read_metrics(workdir) == training_log  # its own log, in WORKDIR/eval
+  logged = {k: v for r in writers.read_metrics(f"{workdir}/eval") for k, v in r.items()}
+  assert logged["test/accuracy"] == pytest.approx(results["test/accuracy"])
 
 
 def test_sample_mode_on_a_restored_vae(trained):

@@ -7,6 +7,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from research import errors
 from research.core import writers
 from research.train import loop
 from tests.conftest import load_config
@@ -52,11 +53,36 @@ def test_interrupted_and_resumed_equals_uninterrupted(data_dir, tmp_path):
     assert record["train/neg_elbo"] == reference[record["step"]]
 
 
-def test_rerun_of_a_finished_run_only_evaluates(data_dir, tmp_path):
+def test_rerun_of_a_finished_run_returns_its_results_and_writes_nothing(data_dir, tmp_path):
   config = load_config("cnn", data_dir=data_dir, total_steps=10)
   first = loop.train_and_evaluate(config, str(tmp_path))
+  assert first["step"] == 10
+  records = writers.read_metrics(str(tmp_path))
+  files = sorted(os.listdir(tmp_path))
   again = loop.train_and_evaluate(config, str(tmp_path))
   assert again == first
+  assert writers.read_metrics(str(tmp_path)) == records  # no duplicate records
+  assert sorted(os.listdir(tmp_path)) == files  # no second TensorBoard file
+
+
+def test_a_changed_config_is_refused_unless_allowed_and_then_recorded(data_dir, tmp_path):
+  config = load_config("cnn", data_dir=data_dir, total_steps=10)
+  loop.train_and_evaluate(config, str(tmp_path))
+  recorded = open(tmp_path / "config.json").read()
+  config.total_steps, config.optimizer.learning_rate = 20, 3e-3
+  with pytest.raises(errors.ConfigError, match=r"another config: optimizer.learning_rate 0.001 "
+                     r"-> 0.003, total_steps 10 -> 20; .*--allow_config_changes") as error:
+    loop.train_and_evaluate(config, str(tmp_path))
+  assert "\n" not in str(error.value)
+  assert open(tmp_path / "config.json").read() == recorded  # refused before anything is written
+  results = loop.train_and_evaluate(config, str(tmp_path), allow_config_changes=True)
+  assert results["step"] == 20 and json.load(open(tmp_path / "config.json"))["total_steps"] == 20
+  history = [json.loads(line) for line in open(tmp_path / "config_history.jsonl")]
+  assert len(history) == 1 and history[0]["from_step"] == 10
+  assert history[0]["changes"]["total_steps"] == {"old": 10, "new": 20}
+  # Where the data is read from is not part of what a run computes.
+  config.data.data_dir = data_dir + "/"
+  assert loop.train_and_evaluate(config, str(tmp_path)) == results
 
 
 def test_same_seed_gives_identical_metrics_and_another_seed_differs(data_dir, tmp_path):

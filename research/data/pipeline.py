@@ -79,9 +79,8 @@ def get_builder(name: str, data_dir: str | None, download: bool):
   raise DatasetUnavailableError(
       f"dataset {name!r} is not prepared in {searched} (looked for {builder.data_dir}) "
       f"and downloading is off. Fix: point TFDS_DATA_DIR or --config.data.data_dir at a "
-      f"folder where it is prepared (offline copies: ../shared/tfds), allow a download "
-      f"with --config.data.download=True, or run offline on the bundled dataset, "
-      f"e.g. --config=vae:digits")
+      f"folder where it is prepared, allow a download with --config.data.download=True, "
+      f"or run offline on the bundled dataset: --config=NAME:digits")
 
 
 def load_split(config: ml_collections.ConfigDict, split: str,

@@ -28,15 +28,17 @@ the run trains vmapped replicas (each replica is evaluated on its own).
 """
 import dataclasses
 import os
+import time
 from typing import Callable, ClassVar
 
 import jax
 import ml_collections
 import numpy as np
+from absl import logging
 from jax.experimental import multihost_utils
 
 from research import errors, registry
-from research.core import dispatch, step as step_lib
+from research.core import dispatch, step as step_lib, writers
 
 COMMON_FIELDS = ("type", "data", "every_steps", "final", "prefix")
 
@@ -134,11 +136,24 @@ def predictions_fn(context: Context, fns: dict[str, Callable], keep: tuple[str, 
   return context.jit(predict)
 
 
-def gather(predict, state, batches: list, rng: jax.Array) -> dict:
+PROGRESS_SECS = 30.0  # a long evaluation logs its progress this often
+
+
+def gather(predict, state, batches: list, rng: jax.Array, name: str = "") -> dict:
   """``predict`` over every batch of a split, on the host: the real examples only, from
-  all processes; batch ``i`` gets the key ``fold_in(rng, i)``."""
-  outputs = [multihost_utils.process_allgather(predict(state, batch, jax.random.fold_in(rng, i)),
-                                               tiled=True) for i, batch in enumerate(batches)]
+  all processes; batch ``i`` gets the key ``fold_in(rng, i)``. An evaluation that takes
+  longer than PROGRESS_SECS logs how far it is and its ETA (``name`` says which)."""
+  outputs, start, reported = [], time.perf_counter(), time.perf_counter()
+  for i, batch in enumerate(batches):
+    outputs.append(multihost_utils.process_allgather(
+        predict(state, batch, jax.random.fold_in(rng, i)), tiled=True))
+    now = time.perf_counter()
+    if now - reported > PROGRESS_SECS and i + 1 < len(batches):
+      eta = (now - start) / (i + 1) * (len(batches) - i - 1)
+      logging.info("%s: batch %d/%d, %s elapsed, ETA %s", name or "evaluation", i + 1,
+                   len(batches), writers.format_duration(now - start),
+                   writers.format_duration(eta))
+      reported = now
   keep = np.concatenate([o.pop("mask") for o in outputs]) > 0
   return jax.tree.map(lambda *parts: np.concatenate(parts)[keep], *outputs)
 

@@ -36,7 +36,9 @@ class Evaluator(base.Evaluator):
     k = self.option("num_samples")
     if not k:
       return base.Output()
-    nll = float(base.gather(self.predict, state, self.batches, self.context.rng)["nll"].mean())
+    out = base.gather(self.predict, state, self.batches, self.context.rng,
+                      name=f"{self.name} (k={k})")
+    nll = float(out["nll"].mean())
     image_shape = self.task.config.model.image_shape
     return base.Output({"nll": nll, "nll_samples": float(k),
                         "nll_bits_per_dim": float(likelihoods.bits_per_dim(nll, image_shape))})

@@ -30,8 +30,6 @@ from research import registry
 from research.train import loop, validation, workdir as workdir_lib
 
 RUN_INFO_FILE = "study_run.json"  # in each run's workdir: its columns and wall time
-MACHINE_FIELDS = (("data", "data_dir"), ("data", "cache_dir"), ("compilation_cache_dir",),
-                  ("xla_flags",))
 
 
 @dataclasses.dataclass
@@ -51,13 +49,9 @@ class RunResult:
 
 
 def config_hash(config: ml_collections.ConfigDict) -> str:
-  """A short hash of the resolved config without machine-local fields."""
-  fields = json.loads(config.to_json_best_effort())
-  for path in MACHINE_FIELDS:
-    node = fields
-    for key in path[:-1]:
-      node = node.get(key, {})
-    node.pop(path[-1], None)
+  """A short hash of the resolved config without machine-local fields
+  (``workdir.MACHINE_FIELDS``)."""
+  fields = workdir_lib.flat_fields(config)
   return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
 
 

@@ -9,6 +9,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from research import errors
 from research.core import (checkpoint, optim, profiling, sharding, state as state_lib,
                            writers)
 from research.data import feeds, pipeline, preprocess, splits
@@ -111,39 +112,99 @@ class Experiment:
     self.writer.close()
 
 
-def build(config: ml_collections.ConfigDict, workdir: str) -> Experiment:
-  """Validates the config, loads the data, builds the evaluations and restores the newest
-  checkpoint, if any."""
+@dataclasses.dataclass
+class Setup:
+  """A run's config checked against its workdir, and its training split: what ``build``
+  starts from, and enough to tell a finished run without building it."""
+  config: ml_collections.ConfigDict
+  workdir: str
+  mesh: jax.sharding.Mesh
+  data: splits.RunData
+  train: pipeline.TrainBatches
+  num_steps: int
+  checkpointer: checkpoint.Checkpointer
+  config_changed: bool  # the workdir's run continues with changes (``check_config_changes``)
+
+  def finished_results(self) -> dict | None:
+    """The results of a run that already trained to its last step with this config."""
+    results = workdir_lib.read_results(self.workdir)
+    if (results is None or self.config_changed
+        or self.checkpointer.latest_step() != self.num_steps):
+      return None
+    return results if results.get("step") == self.num_steps else None
+
+
+def check_config_changes(config: ml_collections.ConfigDict, workdir: str, step: int | None,
+                         allow_changes: bool) -> bool:
+  """A run that has a checkpoint continues only with the config it recorded, or, with
+  ``allow_changes``, with the changes appended to ``config_history.jsonl``; returns whether
+  there are changes."""
+  if step is None or not os.path.exists(os.path.join(workdir, workdir_lib.CONFIG_FILE)):
+    return False
+  changes = workdir_lib.config_changes(workdir_lib.read_config(workdir), config)
+  if not changes:
+    return False
+  described = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items())
+  if not allow_changes:
+    raise errors.ConfigError(
+        f"{workdir} holds a run (checkpoint at step {step}) with another config: {described}; "
+        f"rerun with the config it recorded, use another --workdir, or continue with these "
+        f"changes with --allow_config_changes (they are recorded in "
+        f"{workdir_lib.CONFIG_HISTORY_FILE})")
+  logging.warning("Continuing the run in %s from step %d with changes: %s", workdir, step,
+                  described)
+  workdir_lib.append_config_history(workdir, step, changes)
+  return True
+
+
+def setup(config: ml_collections.ConfigDict, workdir: str, allow_changes: bool = False) -> Setup:
+  """Validates the config, loads the training split, completes the config from it and, once
+  it is accepted for the workdir (``check_config_changes``), records it in config.json."""
   validation.validate(config, workdir)
   warn_if_xla_flags_missing(config.get("xla_flags", ""))
   profiling.use_compilation_cache(config.compilation_cache_dir)
-  mesh = sharding.make_mesh()
   data = splits.RunData(config.data, workdir, config.eval_batch_size)
   train = pipeline.TrainBatches(data.arrays("train"), config.batch_size, config.seed)
   data.trained_spec = train.spec()  # every evaluation's data must fit the model
-  task_cls = tasks_base.task_class(config)
-  task_cls.complete_config(config, train.spec())
-  workdir_lib.write_config(config, workdir)
-  num_steps = total_steps(config, train.steps_per_epoch)
+  tasks_base.task_class(config).complete_config(config, train.spec())
   checkpointer = checkpoint.Checkpointer(
       os.path.join(os.path.abspath(workdir), "checkpoints"), config.keep_checkpoints)
-  workdir_lib.check_input_spec(workdir, train.spec(), fresh=checkpointer.latest_step() is None)
+  try:
+    changed = check_config_changes(config, workdir, checkpointer.latest_step(), allow_changes)
+    workdir_lib.check_input_spec(workdir, train.spec(), fresh=checkpointer.latest_step() is None)
+  except errors.UserError:
+    checkpointer.close()
+    raise
+  workdir_lib.write_config(config, workdir)
+  return Setup(config, workdir, sharding.make_mesh(), data, train,
+               total_steps(config, train.steps_per_epoch), checkpointer, changed)
 
-  task = task_cls(config)
-  adaptor = replicas_lib.from_config(config)
-  optimizer = optim.make_optimizer(config.optimizer, num_steps)
-  example = {k: v[:1] for k, v in train.local_batch(0).items()}
-  init = state_lib.make_init(task, optimizer, preprocess.parse(config.data.preprocess))
-  state = adaptor.init(init, example, sharding.replicated(mesh))
-  if checkpointer.latest_step() is not None:
-    state = checkpointer.restore(state)
-    logging.info("Resumed from the checkpoint at step %d.", state_lib.step_of(state))
-  if adaptor.describe() is not None:
-    workdir_lib.write_json(workdir, workdir_lib.REPLICAS_FILE, adaptor.describe())
 
-  feed = feeds.make(train, mesh, config.steps_per_call, adaptor.seeds)
-  train_step = make_train_step(config, task, adaptor, feed, mesh, num_steps)
-  evaluations = make_evaluations(config, task, workdir, data, mesh)
+def build(config: ml_collections.ConfigDict, workdir: str, allow_changes: bool = False,
+          prepared: Setup | None = None) -> Experiment:
+  """The run ready to train: ``setup``, then the task, the newest checkpoint (if any), the
+  train step with its feed, and the evaluations with their data."""
+  prepared = prepared or setup(config, workdir, allow_changes)
+  mesh, data, train, num_steps, checkpointer = (prepared.mesh, prepared.data, prepared.train,
+                                                prepared.num_steps, prepared.checkpointer)
+  try:
+    task = tasks_base.make_task(config)
+    adaptor = replicas_lib.from_config(config)
+    optimizer = optim.make_optimizer(config.optimizer, num_steps)
+    example = {k: v[:1] for k, v in train.local_batch(0).items()}
+    init = state_lib.make_init(task, optimizer, preprocess.parse(config.data.preprocess))
+    state = adaptor.init(init, example, sharding.replicated(mesh))
+    if checkpointer.latest_step() is not None:
+      state = checkpointer.restore(state)
+      logging.info("Resumed from the checkpoint at step %d.", state_lib.step_of(state))
+    if adaptor.describe() is not None:
+      workdir_lib.write_json(workdir, workdir_lib.REPLICAS_FILE, adaptor.describe())
+    feed = feeds.make(train, mesh, config.steps_per_call, adaptor.seeds)
+    train_step = make_train_step(config, task, adaptor, feed, mesh, num_steps)
+    evaluations = make_evaluations(config, task, workdir, data, mesh)
+  except BaseException:
+    checkpointer.close()  # orbax's threads would keep the process alive
+    raise
   num_params = sum(np.size(p) for p in jax.tree.leaves(state.params)) // adaptor.count()
   logging.info("%d parameters; %d steps (%d per epoch), from step %d.",
                num_params, num_steps, train.steps_per_epoch, state_lib.step_of(state))

@@ -10,6 +10,7 @@ devices always have the next calls queued. It does not know which input path, ho
 replicas or which evaluators the run has: the feed (research/data/feeds.py), the
 replica adaptor (replicas.py) and the evaluations (research/evaluators) do.
 """
+import contextlib
 import os
 import time
 from typing import Callable
@@ -17,10 +18,11 @@ from typing import Callable
 import jax
 import ml_collections
 import numpy as np
-from clu import periodic_actions
+from absl import logging
 
 from research import errors
-from research.core import dispatch, preemption, profiling, state as state_lib, step as step_lib
+from research.core import (dispatch, preemption, profiling, state as state_lib, step as step_lib,
+                           writers)
 from research.evaluation import images as images_lib
 from research.train import experiment, workdir as workdir_lib
 
@@ -39,9 +41,11 @@ def checked_scalars(exp: experiment.Experiment, train_metrics) -> dict[str, np.n
            if np.any(steps >= 0)}
   if fired:
     name, step = min(fired.items(), key=lambda item: item[1])
+    last = exp.checkpointer.latest_step()
+    kept = (f"the last good checkpoint (step {last}) is kept in {exp.checkpointer.directory}"
+            if last is not None else "no checkpoint was written before it")
     raise errors.NonFiniteError(
-        f"training diverged: {name} is not finite at step {step}; the last good checkpoint "
-        f"(step {exp.checkpointer.latest_step()}) is kept in {exp.checkpointer.directory}. Lower "
+        f"training diverged: {name} is not finite at step {step}; {kept}. Lower "
         f"optimizer.learning_rate, clip gradients (optimizer.grad_clip_norm) or skip such "
         f"updates (optimizer.skip_nonfinite=True)")
   return scalars
@@ -82,20 +86,24 @@ def train(exp: experiment.Experiment, step_hook: Callable[[int], None] | None = 
   if start_step == 0:
     writer.write_hparams({k: v for k, v in config.to_dict().items() if not isinstance(v, dict)})
   # ReportProgress counting steps wants every step; calls of several steps report by time.
+  # It writes steps_per_sec and uptime records; the console's lines are ``progress``'s.
   every_steps = config.log_every_steps if config.steps_per_call == 1 else None
-  report_progress = periodic_actions.ReportProgress(
+  report_progress = writers.RateScalars(
       num_train_steps=num_steps, writer=writer, every_steps=every_steps, every_secs=None
       if every_steps else 60.0)
+  progress = writers.Progress(num_steps, start_step, config.batch_size,
+                              tuple(e.every_steps for e in exp.evaluations))
   train_metrics, latest = None, {}
   window_start, window_step = time.perf_counter(), start_step
   profiler, run_ahead = profiling.Profiler(config.profile_steps, exp.workdir), dispatch.RunAhead()
-  with preemption.SignalWatcher() as signals:
+  with preemption.SignalWatcher() as signals, contextlib.closing(progress):
     for step, inputs in exp.feed.calls(start_step, num_steps):
       state, metrics = exp.train_step(state, *inputs)
       profiler(step, state)
       train_metrics = dispatch.accumulate(train_metrics, metrics)
       run_ahead(metrics)
       report_progress(step)
+      progress.advance(step)
       is_last, is_log_step = step == num_steps, step % config.log_every_steps == 0
       stop = signals.stop_requested(can_sync=is_log_step)
       if is_log_step or is_last or stop:
@@ -103,6 +111,7 @@ def train(exp: experiment.Experiment, step_hook: Callable[[int], None] | None = 
         elapsed = time.perf_counter() - window_start
         scalars["examples_per_sec"] = (step - window_step) * config.batch_size / elapsed
         writer.write_scalars(step, exp.adaptor.expand(prefixed("train", scalars)))
+        progress.log(step, scalars)
         train_metrics, window_step = None, step
       if step % config.checkpoint_every_steps == 0 or is_last or stop:
         if train_metrics is not None:  # steps since the last log must be finite too
@@ -112,8 +121,9 @@ def train(exp: experiment.Experiment, step_hook: Callable[[int], None] | None = 
         raise errors.Preempted(signals.signal_name, step, checkpointer.directory)
       due = [e for e in exp.evaluations if e.due(step, is_last)]
       if due:
-        with report_progress.timed("eval"):
-          ran = run_evaluations(due, exp.adaptor, state, step, writer, exp.workdir)
+        eval_start = time.perf_counter()
+        ran = run_evaluations(due, exp.adaptor, state, step, writer, exp.workdir)
+        progress.evaluated(step, ran, time.perf_counter() - eval_start)
         latest = {**{k: v for k, v in latest.items() if k not in ran}, **ran} if is_last else {}
       if window_step == step:  # the throughput window restarts after logging and eval
         window_start = time.perf_counter()
@@ -132,6 +142,7 @@ def final_results(config: ml_collections.ConfigDict, workdir: str, evaluations: 
   ran = {**done, **run_evaluations(pending, adaptor, state, state_lib.step_of(state), writer,
                                    workdir)}
   results = {k: v for e in evaluations if e.name in ran for k, v in ran[e.name].items()}
+  results["step"] = float(state_lib.step_of(state))
   passed = adaptor.check_gate(config.gate, results)
   if passed is not None:
     results["gate_passed"] = float(passed)
@@ -140,13 +151,24 @@ def final_results(config: ml_collections.ConfigDict, workdir: str, evaluations: 
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       step_hook: Callable[[int], None] | None = None) -> dict[str, float]:
+                       step_hook: Callable[[int], None] | None = None,
+                       allow_config_changes: bool = False) -> dict[str, float]:
   """Trains ``config`` in ``workdir`` (resuming from its checkpoints) and returns the
-  results of the final evaluations, plus ``gate_passed`` when the config sets a gate.
+  results of the final evaluations, the step, and ``gate_passed`` when the config sets a
+  gate. A run that already finished with this config returns its results.json at once.
+  A workdir whose run has another config is refused, unless ``allow_config_changes``
+  (research/train/experiment.py, ``check_config_changes``).
 
   ``step_hook(step)`` runs after every step (tests use it to interrupt a run).
   """
-  exp = experiment.build(config, workdir)
+  prepared = experiment.setup(config, workdir, allow_config_changes)
+  finished = prepared.finished_results()
+  if finished is not None:
+    prepared.checkpointer.close()
+    logging.info("The run in %s finished at step %d; its results are in %s.", workdir,
+                 prepared.num_steps, os.path.join(workdir, workdir_lib.RESULTS_FILE))
+    return finished
+  exp = experiment.build(config, workdir, prepared=prepared)
   try:
     state, latest = train(exp, step_hook)
     return final_results(exp.config, exp.workdir, exp.evaluations, exp.adaptor, state,

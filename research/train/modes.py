@@ -17,14 +17,18 @@ from research.train import experiment, loop, restore as restore_lib, workdir as 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict | None, workdir: str) -> dict[str, float]:
   """Every evaluation of the newest checkpoint in ``workdir`` (those that run during training
-  and the final ones), written to its metrics and results.json; no training."""
+  and the final ones); no training. Their scalars go to results.json and to a log of their
+  own, ``WORKDIR/eval/`` (metrics.jsonl, TensorBoard), not to the training log."""
   run = restore_lib.restore(workdir, config=config)
   data = splits.RunData(run.config.data, workdir, run.config.eval_batch_size,
                         trained_spec=workdir_lib.read_input_spec(workdir))
   evaluations = experiment.make_evaluations(run.config, run.task, workdir, data, run.mesh)
   for e in evaluations:
     e.final = e.final or bool(e.every_steps)
-  writer = writers.create_writer(workdir)
+  eval_dir = os.path.join(workdir, "eval")
+  if jax.process_index() == 0:
+    os.makedirs(eval_dir, exist_ok=True)
+  writer = writers.create_writer(eval_dir)
   try:
     return loop.final_results(run.config, workdir, evaluations, run.adaptor, run.state, writer)
   finally:

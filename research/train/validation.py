@@ -8,7 +8,7 @@ import tempfile
 import jax
 import ml_collections
 
-from research import errors, registry
+from research import errors
 from research.core import gate, optim, profiling
 from research.data import preprocess, text
 from research.evaluators import base as evaluators
@@ -82,8 +82,9 @@ def validate_replicas(config: ml_collections.ConfigDict) -> None:
 
 
 def validate_names(config: ml_collections.ConfigDict) -> type:
-  """The model, task and preprocessing ops the config names exist; returns the task class."""
-  registry.import_member("models", config.model.name, "Model")
+  """The model (built from its fields, so a field it does not take is caught here), the task
+  and the preprocessing ops the config names exist; returns the task class."""
+  tasks_base.build_model(config)
   task_cls = tasks_base.task_class(config)
   for field in ("preprocess", "augment"):
     try:

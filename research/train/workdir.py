@@ -2,6 +2,7 @@
 config, the training inputs' spec, the final results and the replicas' map."""
 import json
 import os
+import time
 
 import jax
 import ml_collections
@@ -13,6 +14,12 @@ CONFIG_FILE = "config.json"
 INPUT_SPEC_FILE = "input_spec.json"
 RESULTS_FILE = "results.json"
 REPLICAS_FILE = "replicas.json"
+CONFIG_HISTORY_FILE = "config_history.jsonl"
+
+# Fields that say where a run reads, caches or traces, or how fast it compiles, not what it
+# computes: a resumed run may change them freely.
+MACHINE_FIELDS = (("data", "data_dir"), ("data", "cache_dir"), ("compilation_cache_dir",),
+                  ("xla_flags",), ("profile_steps",))
 
 
 def write_json(workdir: str, name: str, value) -> None:
@@ -46,6 +53,44 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
                            f"(train first, or pass the --workdir of a trained run)")
   with open(path) as f:
     return ml_collections.ConfigDict(_tuples(json.load(f)))
+
+
+def flat_fields(config: ml_collections.ConfigDict) -> dict:
+  """``{"a.b": value}`` of the resolved config, JSON values, without MACHINE_FIELDS."""
+  out = {}
+
+  def walk(node, prefix):
+    for key, value in node.items():
+      if isinstance(value, dict):
+        walk(value, f"{prefix}{key}.")
+      else:
+        out[f"{prefix}{key}"] = _tuples(value)
+
+  walk(json.loads(config.to_json_best_effort()), "")
+  for path in MACHINE_FIELDS:
+    out.pop(".".join(path), None)
+  return out
+
+
+def config_changes(recorded: ml_collections.ConfigDict,
+                   config: ml_collections.ConfigDict) -> dict[str, tuple]:
+  """``{field: (recorded value, new value)}`` for each field that differs."""
+  old, new = flat_fields(recorded), flat_fields(config)
+  return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
+          if old.get(k) != new.get(k)}
+
+
+def append_config_history(workdir: str, step: int, changes: dict) -> None:
+  """One JSON line per accepted change of a run's config: the step it applies from and the
+  fields' old and new values (config.json then holds the new config)."""
+  if jax.process_index() != 0:
+    return
+  record = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "from_step": step,
+            "changes": {k: {"old": old, "new": new} for k, (old, new) in changes.items()}}
+  with open(os.path.join(workdir, CONFIG_HISTORY_FILE), "a") as f:
+    f.write(json.dumps(record) + "\n")
+    f.flush()
+    os.fsync(f.fileno())
 
 
 def read_input_spec(workdir: str) -> dict | None:
