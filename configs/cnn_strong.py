@@ -9,36 +9,23 @@ fashion_mnist, cifar10 or digits (or just the name).
 """
 import ml_collections
 
-from configs import common
+from configs import cnn, common
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  arg = common.parse_arg(arg, dataset="mnist", choices={"dataset": common.IMAGE_DATASETS})
-  config = common.base_config()
+  """``cnn``'s config (its ARG too) with batch norm, max pooling, dropout and shifts."""
+  dataset = common.parse_arg(arg, dataset="mnist",
+                             choices={"dataset": common.IMAGE_DATASETS}).dataset
+  config = cnn.get_config(arg)
   config.gate = "test/accuracy>=0.995"
   config.num_epochs = 15.0
   config.data.augment = "random_shift(2)"
   config.optimizer.learning_rate = 3e-3
   config.optimizer.warmup_steps = 200
-
-  config.task.name = "classification"
-  config.task.loss = "softmax"
-  config.task.l2 = 0.0
-
-  config.model.name = "cnn"  # research/models/cnn.py
-  config.model.num_classes = 10
-  config.model.conv_impl = common.CONV_IMPL
-  config.model.conv_features = (32, 64)
-  config.model.dense_features = (256,)
   config.model.pool = "max"
   config.model.dropout = 0.3
   config.model.batch_norm = True
-
-  config.evals.val = common.periodic_eval(config, "metrics")
-  config.evals.test = common.final_eval("metrics")
-  config.evals.report = common.final_eval("classification_report")
-
-  common.select_dataset(config, arg.dataset)
-  if arg.dataset == "digits":  # 8x8 images: shift by one pixel at most
+  common.select_dataset(config, dataset)  # again: its digits settings win over the above
+  if dataset == "digits":  # 8x8 images: shift by one pixel at most
     config.data.augment = "random_shift(1)"
   return config

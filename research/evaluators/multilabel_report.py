@@ -2,18 +2,14 @@
 exceeds ``threshold``): micro and macro precision, recall and F1, the exact-match ratio,
 and ``PREFIX_per_label.csv`` in ``WORKDIR/reports``."""
 from research.evaluation import classification
-from research.evaluators import base
+from research.evaluators import base, classification_report
 from research.tasks import base as tasks_base
 
 
-class Evaluator(base.Evaluator):
+class Evaluator(classification_report.Evaluator):
+  """The classification report's predictions (``probs`` and labels), scored per label."""
   requires = frozenset({tasks_base.MULTILABEL})
   fields = {"threshold": 0.5}
-
-  def __init__(self, name, config, context):
-    super().__init__(name, config, context)
-    self.predict = base.predictions_fn(context, {"probs": self.task.prediction("probs")},
-                                       keep=("label",))
 
   @classmethod
   def metric_names(cls, config, task_cls):

@@ -17,8 +17,7 @@ from research.tasks import base as tasks_base
 POSITIVE_INTS = ("batch_size", "eval_batch_size", "log_every_steps", "eval_every_steps",
                  "checkpoint_every_steps", "keep_checkpoints")
 
-
-_require = errors.require
+_require = errors.require  # the one-line error of a field that cannot work
 
 
 def validate_numbers(config: ml_collections.ConfigDict) -> None:
