@@ -27,6 +27,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF, when it runs, only rea
 ROOT = os.path.dirname(os.path.abspath(__file__))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
+if os.getcwd() not in sys.path:  # dotted names (--config.model.name=my_pkg.my_model) from here
+  sys.path.append(os.getcwd())
 
 EXIT_GATE_MISSED = 1
 EXIT_USER_ERROR = 2
@@ -54,8 +56,8 @@ def config_path(name: str) -> str:
 
 
 def description(path: str) -> str:
-  """The first line of a config module's docstring (its command and result), read
-  without importing it."""
+  """The first line of a config module's docstring (its command and result) and, when a
+  later line gives it, its offline run, read without importing it."""
   import ast
   import re
   try:
@@ -63,8 +65,12 @@ def description(path: str) -> str:
       doc = ast.get_docstring(ast.parse(f.read())) or ""
   except (OSError, SyntaxError, ValueError):
     doc = ""
-  first = next((line.strip() for line in doc.splitlines() if line.strip()), "(no docstring)")
-  return re.sub(r"\s{2,}#", "  #", first)  # the docstrings align their comments
+  lines = [line.strip() for line in doc.splitlines() if line.strip()]
+  first = lines[0] if lines else "(no docstring)"
+  offline = next((line for line in lines[1:] if "offline" in line and "launch.py" in line
+                  and "offline" not in first), None)
+  shown = [first] + ([f"offline: {offline.split('launch.py ', 1)[1]}"] if offline else [])
+  return "\n    ".join(re.sub(r"\s{2,}#", "  #", line) for line in shown)  # aligned comments
 
 
 def print_configs() -> None:
@@ -352,6 +358,20 @@ def one_line_flag_errors(parse, *args, **kwargs):
     fail(f"bad --config override: {one_line(e)}")
 
 
+def check_overrides(argv: list[str], path: str | None, recorded) -> None:
+  """The config file loads and each --config.FIELD=VALUE fits a field (research/cli/overrides.py):
+  one line, exit 2, before absl applies them."""
+  from research import errors
+  from research.cli import overrides
+  try:
+    config = recorded
+    if config is None:
+      config = overrides.load(path, flag_value(argv, "config").partition(":")[2] or None)
+    overrides.check(argv[1:], config)
+  except errors.UserError as e:
+    fail(str(e))
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl flag parsing where every bad flag or config override is one line, exit 2."""
   from absl import flags
@@ -428,6 +448,8 @@ def main() -> None:
     run_name = os.path.join(workdir, "config.json")
   elif path is None and any(a.startswith("--config.") for a in argv[1:]) and not help_flags:
     fail(NEEDS_A_CONFIG.format(", ".join(available_configs())))
+  if path is not None or recorded is not None:
+    check_overrides(argv, path, recorded)
 
   from absl import app, flags
   from ml_collections import config_flags
@@ -509,8 +531,8 @@ def main() -> None:
     except errors.UserError as e:
       fail(str(e), exit_status(e))
     if main_process:
-      print("results: " + ", ".join(f"{k}={v:.5g}" for k, v in sorted(results.items())),
-            flush=True)
+      print("results: " + ", ".join(f"{k}={v:.5g}" if isinstance(v, (int, float)) else f"{k}={v}"
+                                    for k, v in sorted(results.items())), flush=True)
     if results.get("gate_passed") == 0.0:
       fail(f"gate missed: {config.gate} does not hold", EXIT_GATE_MISSED)
 
@@ -533,7 +555,8 @@ def run_one(config, workdir: str, mode: str, num_samples: int,
     return modes.evaluate_checkpoint(config, workdir)
   if mode == "sample":
     return modes.sample_checkpoint(config, workdir, num_samples)
-  return loop.train_and_evaluate(config, workdir, allow_config_changes=allow_config_changes)
+  return loop.train_and_evaluate(config, workdir, allow_config_changes=allow_config_changes,
+                                config_name=flag_value(sys.argv, "config"))  # as given
 
 
 if __name__ == "__main__":

@@ -41,7 +41,8 @@ def main(argv: list[str]) -> int:
     return proc.returncode or 1
   results = json.load(open(results_path))
   shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(results.items()) if k.startswith("test/"))
-  gate = {None: "", 1.0: " (gate met)", 0.0: " (gate MISSED)"}[results.get("gate_passed")]
+  gate = ("" if not results.get("gate") else
+          " (gate met)" if results.get("gate_passed") else " (gate MISSED)")
   data_dir = os.environ.get("TFDS_DATA_DIR", "")
   shell = (f"TFDS_DATA_DIR={data_dir} " if data_dir else "") + "python benchmarks/quality.py " + \
       " ".join(shlex.quote(a) for a in args)

@@ -1,6 +1,6 @@
 """What every config shares: the defaults (``base_config``), the config argument
 (``parse_arg``), one evaluation's entry (``periodic_eval``, ``final_eval``), the dataset
-tables and the digits shrink (``select_dataset``).
+tables, the digits shrink (``select_dataset``) and the tabular data (``tabular_dataset``).
 
 Each config file defines ``get_config(arg=None)`` and states its own task, model and
 evaluations; ``arg`` is the text after a colon in ``--config=NAME:ARG``, read by
@@ -48,7 +48,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.data = ml_collections.ConfigDict()
   config.data.name = "mnist"
   config.data.data_dir = config_dict.placeholder(str)  # None: TFDS_DATA_DIR or ~/tensorflow_datasets
-  config.data.download = False
+  config.data.download = True  # as TFDS: an unprepared dataset is downloaded (seconds to fail offline)
   # Splits read once are kept here as .npz and later runs load them without tf.data; "": off.
   config.data.cache_dir = os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"),
                                        "research", "datasets")
@@ -197,6 +197,17 @@ def final_eval(type_name: str, data: str = "test", **fields) -> ml_collections.C
                                         **fields))
 
 
+def quick_run(config: ml_collections.ConfigDict, eval_batch_size: int,
+              log_every_steps: int = 50) -> None:
+  """A bundled dataset's run of seconds: logs every ``log_every_steps``, evaluations and
+  checkpoints every 100 steps, no gate (its figures are not the published ones)."""
+  config.eval_batch_size = eval_batch_size
+  config.log_every_steps = log_every_steps
+  config.eval_every_steps = 100
+  config.checkpoint_every_steps = 100
+  config.gate = ""
+
+
 def select_dataset(config: ml_collections.ConfigDict, name: str) -> str:
   """Sets ``config.data.name``; ``digits`` also shrinks the run to seconds: 30 epochs,
   eval batches of 200, logs every 50 steps, evaluations and checkpoints every 100, no
@@ -206,11 +217,7 @@ def select_dataset(config: ml_collections.ConfigDict, name: str) -> str:
   config.data.name = name
   if name == "digits":  # 1,437 train images: a quick offline run
     config.num_epochs = 30.0
-    config.eval_batch_size = 200
-    config.log_every_steps = 50
-    config.eval_every_steps = 100
-    config.checkpoint_every_steps = 100
-    config.gate = ""
+    quick_run(config, eval_batch_size=200)
   return name
 
 
@@ -220,25 +227,53 @@ GOEMOTIONS_LABELS = (
     "excitement", "fear", "gratitude", "grief", "joy", "love", "nervousness", "neutral",
     "optimism", "pride", "realization", "relief", "remorse", "sadness", "surprise")
 
+# The 15 intents of the generated corpus (research/data/synthetic_intents.py:INTENT_NAMES;
+# tests/test_text_offline.py checks that they agree), listed here so that loading a config
+# imports no TFDS.
+SYNTHETIC_INTENTS = (
+    "book_flight", "book_train", "weather", "world_time", "set_alarm", "set_timer", "reminder",
+    "play_music", "add_to_playlist", "transfer", "balance", "order_food", "book_restaurant",
+    "translate", "definition")
+
 # Text datasets: the text feature, the label feature(s) (several: multi-label), the
 # number of classes, the splits (train, validation, test) and a length that truncates
 # almost no example. CLINC150: the in-scope intents only (its *_oos splits are unused).
+# ``bundled``: generated here, offline (research/data/synthetic_intents.py), the text
+# configs' counterpart of ``digits``: synthetic_intents is shaped like clinc_oos (text,
+# intent), synthetic_multi_intents like goemotions (one boolean feature per label).
 TEXT_DATASETS = {
     "clinc_oos": dict(feature="text", labels=("intent",), num_classes=150,
                       splits=("train", "validation", "test"), max_length=24),
     "goemotions": dict(feature="comment_text", labels=GOEMOTIONS_LABELS,
                        num_classes=len(GOEMOTIONS_LABELS),
                        splits=("train", "validation", "test"), max_length=40),
+    "synthetic_intents": dict(feature="text", labels=("intent",),
+                              num_classes=len(SYNTHETIC_INTENTS),
+                              splits=("train", "validation", "test"), max_length=24,
+                              bundled=True),
+    "synthetic_multi_intents": dict(feature="text", labels=SYNTHETIC_INTENTS,
+                                    num_classes=len(SYNTHETIC_INTENTS),
+                                    splits=("train", "validation", "test"), max_length=40,
+                                    bundled=True),
 }
+# The text configs' offline datasets (``--config=text_transformer:synthetic_intents``).
+OFFLINE_TEXT_DATASETS = tuple(name for name, spec in TEXT_DATASETS.items()
+                              if spec.get("bundled"))
 
 
 def text_dataset(config: ml_collections.ConfigDict, name: str) -> dict:
   """Reads the text dataset ``name`` (a key of TEXT_DATASETS) as ``tokens`` and ``length``
-  (research/data/text.py). Sets ``config.data`` only: its name, splits, features, no
+  (research/data/text.py). Sets ``config.data``: its name, splits, features, no
   preprocess, and ``data.text`` (feature, labels, a 10,000-word vocabulary of the words
-  seen at least twice in training, max_length). Returns the TEXT_DATASETS entry; the
-  config sets the task's inputs, ``model.num_classes`` and ``model.vocab_size`` (several
-  labels: the multi-label task)."""
+  seen at least twice in training, max_length). A bundled dataset (``synthetic_*``, a
+  few hundred words) also gets a 1,000-word vocabulary and, like ``select_dataset``'s
+  digits, a run sized for seconds: eval batches of 600, logs every 25 steps, evaluations
+  and checkpoints every 100, no gate (the config sets its epochs). Returns the
+  TEXT_DATASETS entry; the config sets the task's inputs, ``model.num_classes`` and
+  ``model.vocab_size`` (several labels: the multi-label task)."""
+  if name not in TEXT_DATASETS:
+    raise ValueError(f"unknown text dataset {name!r}; known: {', '.join(TEXT_DATASETS)} "
+                     f"(offline: {', '.join(OFFLINE_TEXT_DATASETS)})")
   spec = TEXT_DATASETS[name]
   config.data.name = name
   config.data.train_split, config.data.val_split, config.data.test_split = spec["splits"]
@@ -250,8 +285,64 @@ def text_dataset(config: ml_collections.ConfigDict, name: str) -> dict:
   config.data.text.vocab_size = 10_000  # including <pad> and <unk>
   config.data.text.min_count = 2  # rarer training words become <unk>
   config.data.text.max_length = spec["max_length"]
+  if spec.get("bundled"):  # 3,000-4,000 generated training texts: a quick offline run
+    config.data.text.vocab_size = 1_000
+    quick_run(config, eval_batch_size=600, log_every_steps=25)
   return spec
 
+
+# Tabular datasets (research/data/tabular.py): the numeric and categorical columns a row is
+# read from (its ``label`` is the class) and the number of classes. ``penguins`` is bundled
+# (research/data/penguins.py): the Palmer penguins' species, offline.
+TABULAR_DATASETS = {
+    "penguins": dict(numeric=("bill_length_mm", "bill_depth_mm", "flipper_length_mm",
+                              "body_mass_g", "year"),
+                     categorical=("island", "sex"), num_classes=3),
+}
+# What the classifier configs on flat inputs (logreg, mlp, svm) accept as their dataset.
+CLASSIFIER_DATASETS = IMAGE_DATASETS + tuple(TABULAR_DATASETS)
+
+
+def tabular_dataset(config: ml_collections.ConfigDict, name: str) -> dict:
+  """Reads the tabular dataset ``name`` (a key of TABULAR_DATASETS) as one float32
+  ``features`` vector per row (research/data/tabular.py), the model's input. Sets
+  ``config.data``: its name, features, no preprocess, and ``data.tabular``: median
+  imputation of numbers, the most frequent category for a missing one, clipping to the
+  1%-99% training quantiles, standardisation, one-hot categories with an unknown one
+  encoded as all zeros, all fitted on the training split; ``task.inputs``,
+  ``model.num_classes``; and, like ``select_dataset``'s digits, a run of seconds: batches
+  of 32, 100 epochs, eval batches of 100, logs every 50 steps, evaluations and checkpoints
+  every 100, no gate. Returns the TABULAR_DATASETS entry."""
+  if name not in TABULAR_DATASETS:
+    raise ValueError(f"unknown tabular dataset {name!r}; known: {', '.join(TABULAR_DATASETS)}")
+  spec = TABULAR_DATASETS[name]
+  config.data.name = name
+  config.data.features = (*spec["numeric"], *spec["categorical"], "label")
+  config.data.preprocess = ""
+  config.data.tabular = ml_collections.ConfigDict()
+  config.data.tabular.numeric = spec["numeric"]
+  config.data.tabular.categorical = spec["categorical"]
+  config.data.tabular.impute_numeric = "median"  # median | mean | most_frequent
+  config.data.tabular.impute_categorical = "most_frequent"  # or constant: "<missing>" a category
+  config.data.tabular.clip_quantiles = (0.01, 0.99)  # (): no clipping
+  config.data.tabular.standardize = True
+  config.data.tabular.one_hot = True  # False: one code per categorical column
+  config.data.tabular.unknown_category = "ignore"  # all zeros; error: stop with one line
+  config.task.inputs = ("features",)
+  config.model.num_classes = spec["num_classes"]
+  config.batch_size = 32  # 248 training rows
+  config.num_epochs = 100.0
+  quick_run(config, eval_batch_size=100)
+  return spec
+
+
+def classifier_dataset(config: ml_collections.ConfigDict, name: str) -> str:
+  """``select_dataset`` for an image dataset, ``tabular_dataset`` for a tabular one (a key
+  of CLASSIFIER_DATASETS); returns ``name``."""
+  if name in TABULAR_DATASETS:
+    tabular_dataset(config, name)
+    return name
+  return select_dataset(config, name)
 
 # Model presets the MLP VAE configs accept as ARG (``--config=vae:iwae_arch``, with a
 # dataset ``--config=vae:iwae_arch,digits``; ``preset=iwae_arch`` spelled out): fields
@@ -262,14 +353,22 @@ VAE_PRESETS = {
 }
 
 
+# Importance samples per test image of the final NLL. The IWAE paper's protocol is 5,000
+# (--config.evals.nll.num_samples=5000, as benchmarks/RESULTS.md's NLL figures); 500 keeps
+# the README's first command to minutes on a CPU, a bound at most a few tenths of a nat looser.
+NLL_SAMPLES = 500
+NLL_SAMPLES_DIGITS = 100
+
+
 def vae_evals(config: ml_collections.ConfigDict, dataset: str, chunk: int = 50) -> None:
   """The VAE configs' evaluations: ``val`` metrics and ``images`` every eval_every_steps;
-  at the end ``test`` metrics, the test ``nll`` by importance sampling (5,000 samples per
-  image, ``chunk`` at a time; 100 on digits) and the ``latents`` report (per-dimension KL,
-  active units)."""
+  at the end ``test`` metrics, the test ``nll`` by importance sampling (NLL_SAMPLES per
+  image, ``chunk`` at a time; NLL_SAMPLES_DIGITS on digits) and the ``latents`` report
+  (per-dimension KL, active units)."""
   config.evals.val = periodic_eval(config, "metrics")
   config.evals.images = periodic_eval(config, "images")
   config.evals.test = final_eval("metrics")
-  config.evals.nll = final_eval("likelihood", num_samples=100 if dataset == "digits" else 5000,
+  config.evals.nll = final_eval("likelihood", num_samples=NLL_SAMPLES_DIGITS if dataset == "digits"
+                                else NLL_SAMPLES,
                                 chunk=chunk)
   config.evals.latents = final_eval("latents")

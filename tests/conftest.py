@@ -2,6 +2,7 @@
 import importlib
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
@@ -62,6 +63,15 @@ def stderr_summary(stderr: str, tail: int = 3000) -> str:
   first, then the tail."""
   logged = [line for line in stderr.splitlines() if re.match(r"[FE]\d{4} ", line)]
   return "\n".join(logged[-10:] + ["...", stderr[-tail:]])
+
+
+def closed_port_url() -> str:
+  """``http://127.0.0.1:PORT`` with nothing listening on PORT: a connection there is refused
+  at once (a stand-in for a machine without network that never touches the network)."""
+  with socket.socket() as probe:
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+  return f"http://127.0.0.1:{port}"
 
 
 def error_lines(proc) -> list[str]:

@@ -7,7 +7,8 @@ import pytest
 from research.train import modes
 from research import errors
 from research.train import loop, validation
-from tests.conftest import error_lines, load_config, run_launcher, stderr_summary
+from tests.conftest import (closed_port_url, error_lines, load_config, run_launcher,
+                            stderr_summary)
 
 def saved_checkpoints(workdir) -> list[str]:
   directory = workdir / "checkpoints"
@@ -66,7 +67,7 @@ def test_bad_input_is_one_line(case, data_dir, tmp_path):
   assert len(lines) == 1, stderr_summary(proc.stderr)
   for fragment in fragments:
     assert fragment in lines[0], lines[0]
-  assert not saved_checkpoints(tmp_path / "run")
+  assert not (tmp_path / "run").exists()  # nothing written, not even the folder
 
 
 # Errors found once the data and model are loaded, checked in this process: the launcher
@@ -105,13 +106,28 @@ def test_late_bad_input_is_one_line_user_error(case, data_dir, tmp_path):
 
 def test_missing_dataset_stops_before_training(tmp_path):
   proc = run_launcher("--config=cnn", f"--config.data.data_dir={tmp_path}",
-                      f"--workdir={tmp_path / 'run'}")
+                      "--config.data.download=False", f"--workdir={tmp_path / 'run'}")
   assert proc.returncode == 2 and "Traceback" not in proc.stderr
   lines = error_lines(proc)
   assert len(lines) == 1
   for fragment in ["dataset 'mnist' is not prepared", str(tmp_path), "TFDS_DATA_DIR", "digits"]:
     assert fragment in lines[0]
   assert not saved_checkpoints(tmp_path / "run")
+
+
+def test_download_without_a_connection_fails_fast_and_clean(tmp_path):
+  """The default (download on) on a machine that cannot connect: one line in seconds, no
+  retries, nothing written. The connection goes to a loopback port nothing listens on (an
+  HTTPS proxy), so the test never touches the network."""
+  proc = run_launcher("--config=cnn", f"--config.data.data_dir={tmp_path / 'data'}",
+                      f"--workdir={tmp_path / 'run'}", env={"https_proxy": closed_port_url()})
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr, stderr_summary(proc.stderr)
+  lines = error_lines(proc)
+  assert len(lines) == 1 and "cannot download dataset 'mnist'" in lines[0], proc.stderr
+  assert "127.0.0.1" in lines[0] and "digits" in lines[0]
+  assert "urllib3" not in proc.stderr and "Retrying" not in proc.stderr
+  assert not (tmp_path / "data").exists() or not list((tmp_path / "data").iterdir())
+  assert not (tmp_path / "run" / "config.json").exists()
 
 
 def test_eval_mode_checks_the_checkpoint_and_its_inputs(data_dir, tmp_path):

@@ -1,13 +1,49 @@
 """The input pipeline: preprocessing ops, deterministic batches, splits, clear data errors."""
 import json
+import time
+
 import jax
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 
 from research import errors
 from research.train import loop
 from research.data import pipeline, preprocess
-from tests.conftest import load_config
+from tests.conftest import closed_port_url, load_config
+
+
+def test_an_offline_download_fails_in_seconds(tmp_path, monkeypatch):
+  monkeypatch.setenv("https_proxy", closed_port_url())  # refused at once, no network
+  config = load_config("cnn", arg=None, data_dir=str(tmp_path))
+  assert config.data.download  # the default, as in TFDS
+  start = time.perf_counter()
+  with pytest.raises(pipeline.DatasetUnavailableError, match="cannot download dataset 'mnist'"):
+    pipeline.load_split(config.data, "train")
+  assert time.perf_counter() - start < 10 and not list(tmp_path.iterdir())
+
+
+def test_a_failed_download_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+  """TFDS's partial files (``downloads/*.tmp.*``, ``NAME/VERSION.incomplete*``) are removed;
+  what was there before stays."""
+  (tmp_path / "kept").mkdir()
+  monkeypatch.setattr(pipeline, "check_connection", lambda name, data_dir: None)
+
+  def interrupted_download(builder, *args, **kwargs):
+    (tmp_path / "downloads" / "mnist.tmp.1234").mkdir(parents=True)
+    (tmp_path / "downloads" / "mnist.tmp.1234" / "train.gz").write_bytes(b"partial")
+    (tmp_path / "mnist" / "3.0.1.incomplete.ABC").mkdir(parents=True)
+    raise ConnectionError("Max retries exceeded with url: /cvdf-datasets/mnist/\n(Caused by x)")
+
+  builder_class = type(tfds.builder("mnist", data_dir=str(tmp_path)))
+  monkeypatch.setattr(builder_class, "download_and_prepare", interrupted_download)
+  config = load_config("cnn", arg=None, data_dir=str(tmp_path))
+  with pytest.raises(pipeline.DatasetUnavailableError) as error:
+    pipeline.load_split(config.data, "train")
+  message = str(error.value)
+  assert "\n" not in message and "downloading dataset 'mnist'" in message
+  assert "ConnectionError: Max retries exceeded" in message and "removed" in message
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]
 
 
 def test_scale_and_binarize():
@@ -110,6 +146,7 @@ def test_resnet_trains_on_cifar10_by_name(mock_tfds, tmp_path):
 
 def test_missing_dataset_is_a_clear_error(tmp_path):
   config = load_config("cnn", arg=None, data_dir=str(tmp_path))
+  config.data.download = False
   with pytest.raises(pipeline.DatasetUnavailableError) as e:
     pipeline.load_split(config.data, "train")
   message = str(e.value)

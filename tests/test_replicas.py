@@ -1,12 +1,11 @@
 """vmap-parallel replicas: one run training N replicas equals N separate runs."""
-import json
 
 import numpy as np
 import pytest
 
 from research import errors
 from research.core import writers
-from research.train import loop
+from research.train import loop, workdir as workdir_lib
 from tests.conftest import load_config
 
 SEEDS, LEARNING_RATES = (0, 3), (1e-3, 3e-3)
@@ -19,7 +18,7 @@ def run(tmp_path, name: str, data_dir: str, **overrides) -> tuple[list[dict], di
   config = load_config("mlp", data_dir=data_dir, **RUN, **overrides)
   workdir = tmp_path / name
   loop.train_and_evaluate(config, str(workdir))
-  return writers.read_metrics(str(workdir)), json.load(open(workdir / "results.json"))
+  return writers.read_metrics(str(workdir)), workdir_lib.read_results(str(workdir))
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 """A finished run restored from its workdir alone: predictions equal to what the training
 run reported, and --mode=eval / --mode=sample built on it."""
-import json
 
 import jax
 import numpy as np
@@ -9,7 +8,7 @@ import pytest
 from research import errors
 from research.core import writers
 from research.data import pipeline, splits
-from research.train import loop, modes, restore
+from research.train import loop, modes, restore, workdir as workdir_lib
 from tests.conftest import load_config
 
 
@@ -72,9 +71,14 @@ def test_restored_vae_gives_the_reported_test_elbo_and_nll(trained):
 def test_eval_mode_recomputes_the_results_from_the_workdir(trained):
   config, workdir, results = trained["cnn"]
   training_log = writers.read_metrics(workdir)
+  recorded = workdir_lib.read_results(workdir, run_fields=True)
   again = modes.evaluate_checkpoint(None, workdir)  # config.json alone
   assert again == pytest.approx(results)
-  assert json.load(open(f"{workdir}/results.json")) == pytest.approx(results)
+  assert workdir_lib.read_results(workdir) == pytest.approx(results)
+  # The run's fields (its config's name, gate, training wall time) stay.
+  rewritten = workdir_lib.read_results(workdir, run_fields=True)
+  assert {k: rewritten[k] for k in workdir_lib.RUN_FIELDS} == {
+      k: recorded[k] for k in workdir_lib.RUN_FIELDS}
   assert writers.read_metrics(workdir) == training_log  # its own log, in WORKDIR/eval
   logged = {k: v for r in writers.read_metrics(f"{workdir}/eval") for k, v in r.items()}
   assert logged["test/accuracy"] == pytest.approx(results["test/accuracy"])
@@ -83,9 +87,13 @@ def test_eval_mode_recomputes_the_results_from_the_workdir(trained):
 def test_sample_mode_on_a_restored_vae(trained):
   _, workdir, _ = trained["vae"]
   out = modes.sample_checkpoint(None, workdir, 6)
-  assert out == {"samples": 6.0, "step": 20.0}
-  samples = np.load(f"{workdir}/samples/samples_00000020.npy")
+  assert out == {"samples": 6.0, "step": 20.0, "draw": 0.0}
+  samples = np.load(f"{workdir}/samples/samples_00000020_000.npy")
   assert samples.shape == (6, 8, 8, 1) and 0 <= samples.min() <= samples.max() <= 1
+  assert modes.sample_checkpoint(None, workdir, 6)["draw"] == 1.0  # a new draw, kept apart
+  again = np.load(f"{workdir}/samples/samples_00000020_001.npy")
+  assert not np.array_equal(again, samples)
+  np.testing.assert_array_equal(np.load(f"{workdir}/samples/samples_00000020_000.npy"), samples)
 
 
 def test_a_classifier_cannot_sample_and_an_empty_workdir_is_refused(trained, tmp_path):

@@ -101,7 +101,7 @@ def test_changed_dataset_info_is_reread(data_dir, tmp_path):
 
 def test_missing_dataset_is_not_masked_by_the_cache(tmp_path):
   config = cached_config(str(tmp_path / "empty"), tmp_path / "cache", name="cnn")
-  config.data.name = "mnist"
+  config.data.name, config.data.download = "mnist", False
   with pytest.raises(pipeline.DatasetUnavailableError, match="'mnist' is not prepared"):
     pipeline.load_split(config.data, "train")
 

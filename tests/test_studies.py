@@ -49,12 +49,13 @@ def test_a_rerun_reuses_finished_runs_and_resumes_unfinished_ones(zoo, data_dir)
   # An unfinished run: its results are gone, its checkpoints kept.
   mlp = next(w for w in os.listdir(os.path.join(directory, "runs")) if w.startswith("mlp_seed0"))
   workdir = os.path.join(directory, "runs", mlp)
-  before = json.load(open(os.path.join(workdir, "results.json")))
+  from research.train import workdir as workdir_lib
+  before = workdir_lib.read_results(workdir)  # without the run's wall time
   os.remove(os.path.join(workdir, "results.json"))
   os.remove(os.path.join(workdir, base.RUN_INFO_FILE))
   again = base.run_study(zoo_config(data_dir, seeds=(0, 1)), directory)
   assert again["runs"] == 4 and again["reused"] == 3
-  assert json.load(open(os.path.join(workdir, "results.json"))) == pytest.approx(before)
+  assert workdir_lib.read_results(workdir) == pytest.approx(before)
   # A changed config trains afresh in a workdir of its own, beside the old one.
   changed = zoo_config(data_dir, configs=("logreg",), seeds=(0,))
   changed.total_steps = 10

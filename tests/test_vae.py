@@ -236,10 +236,10 @@ def test_sample_mode_from_a_checkpoint(data_dir, tmp_path):
   results = loop.train_and_evaluate(config, workdir)
   assert np.isfinite(results["test/nll"]) and results["test/nll"] <= results["test/neg_elbo"] + 1.0
   results = modes.sample_checkpoint(config, workdir, 12)
-  assert results == {"samples": 12.0, "step": 10.0}
-  samples = np.load(os.path.join(workdir, "samples", "samples_00000010.npy"))
+  assert results == {"samples": 12.0, "step": 10.0, "draw": 0.0}
+  samples = np.load(os.path.join(workdir, "samples", "samples_00000010_000.npy"))
   assert samples.shape == (12, 8, 8, 1) and 0 <= samples.min() <= samples.max() <= 1
-  assert os.path.exists(os.path.join(workdir, "samples", "samples_00000010.png"))
+  assert os.path.exists(os.path.join(workdir, "samples", "samples_00000010_000.png"))
   images = os.listdir(os.path.join(workdir, "images"))
   assert {n.rsplit("_", 1)[0] for n in images} == {
       "reconstructions", "samples", "interpolations", "traversals"}

@@ -17,22 +17,111 @@ import numpy as np
 from absl import logging
 from clu import metric_writers, periodic_actions
 from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.plugins.hparams import summary_v2 as hparams_summary  # without TensorFlow
 from tensorboard.plugins.text import summary_v2 as text_summary
 from tensorboard.summary.writer import record_writer
 
+METRICS_FILE = "metrics.jsonl"
 _event_files = itertools.count()  # tells apart files opened in the same second
 
 
 class JsonlWriter(metric_writers.MetricWriter):
-  """Appends one JSON object per ``write_scalars`` call: ``{"step": ..., name: value}``."""
+  """``metrics.jsonl``: one JSON object per step, ``{"step": N, name: value, ...}``.
+
+  The writes for one step (train metrics, rates, evaluations) are merged into one pending
+  record, emitted when a write for another step arrives, on ``flush`` and on ``close``. A
+  write for the step of the last record already in the file (e.g. the final test
+  evaluation after the final checkpoint's flush, or a second ``--mode=eval`` of the same
+  checkpoint) merges into that record, which then replaces the file's last line. ``flush``
+  also fsyncs the file. ``truncate_after(step)`` drops the records after a step (resume)."""
 
   def __init__(self, path: str):
-    self._file = open(path, "a")
+    self.path = path
+    self._pending: dict | None = None
+    self._open()
+
+  def _open(self) -> None:
+    """Opens the file for appending and finds its last record (a torn last line, from a
+    process killed while writing it, is cut off)."""
+    self._file = open(self.path, "ab")
+    self._end = self._file.seek(0, os.SEEK_END)
+    self._last: dict | None = None  # the file's last record
+    self._last_start = self._end  # the byte offset its line starts at
+    if self._end == 0:
+      return
+    with open(self.path, "rb") as f:
+      start = _line_start(f, self._end)
+      f.seek(start)
+      line = f.read()
+    if not line.endswith(b"\n"):
+      logging.warning("%s ends in a torn record (%d bytes); it is dropped.", self.path,
+                      len(line))
+      self._truncate(start)
+      if start == 0:
+        return
+      with open(self.path, "rb") as f:
+        start = _line_start(f, start)
+        f.seek(start)
+        line = f.read()
+    try:
+      self._last, self._last_start = json.loads(line), start
+    except ValueError:
+      self._last = None  # not a record: never merged into
+
+  def _truncate(self, size: int) -> None:
+    self._file.flush()
+    self._file.truncate(size)
+    self._end = size
 
   def write_scalars(self, step, scalars):
-    record = {"step": int(step)}
-    record.update({k: float(np.asarray(v)) for k, v in scalars.items()})
-    self._file.write(json.dumps(record) + "\n")
+    step = int(step)
+    values = {k: float(np.asarray(v)) for k, v in scalars.items()}
+    if self._pending is not None and self._pending["step"] != step:
+      self._emit()
+    if self._pending is None:
+      if self._last is not None and self._last.get("step") == step:
+        self._pending, self._replaces_last = dict(self._last), True
+      else:
+        self._pending, self._replaces_last = {"step": step}, False
+    self._pending.update(values)
+
+  def _emit(self) -> None:
+    """Appends the pending record (replacing the file's last line if it is that step's)."""
+    if self._pending is None:
+      return
+    if self._replaces_last:
+      self._truncate(self._last_start)
+    line = (json.dumps(self._pending) + "\n").encode()
+    self._file.write(line)
+    self._last, self._last_start, self._pending = self._pending, self._end, None
+    self._end += len(line)
+
+  def truncate_after(self, step: int) -> dict | None:
+    """Drops the records of steps after ``step`` (a resumed run redoes them), rewriting the
+    file atomically; returns the last record kept (None: none)."""
+    self._emit()
+    self._file.close()
+    kept, dropped = [], 0
+    with open(self.path, "rb") as f:
+      for line in f:
+        try:
+          record = json.loads(line)
+        except ValueError:  # a torn line
+          dropped += 1
+          continue
+        if isinstance(record, dict) and record.get("step", 0) <= step:
+          kept.append(line if line.endswith(b"\n") else line + b"\n")
+        else:
+          dropped += 1
+    if dropped:
+      with open(self.path + ".tmp", "wb") as f:
+        f.writelines(kept)
+        f.flush()
+        os.fsync(f.fileno())
+      os.replace(self.path + ".tmp", self.path)
+      logging.info("Dropped %d records after step %d from %s.", dropped, step, self.path)
+    self._open()
+    return self._last
 
   def write_summaries(self, step, values, metadata=None):
     pass
@@ -56,10 +145,28 @@ class JsonlWriter(metric_writers.MetricWriter):
     pass
 
   def flush(self):
+    self._emit()
     self._file.flush()
+    os.fsync(self._file.fileno())
 
   def close(self):
-    self._file.close()
+    if not self._file.closed:
+      self.flush()
+      self._file.close()
+
+
+def _line_start(f, end: int, block: int = 1 << 16) -> int:
+  """The offset where the line ending at ``end`` (its newline excluded) starts."""
+  f.seek(end - 1)
+  pos = end - 1 if f.read(1) == b"\n" else end
+  while pos > 0:
+    start = max(0, pos - block)
+    f.seek(start)
+    newline = f.read(pos - start).rfind(b"\n")
+    if newline >= 0:
+      return start + newline + 1
+    pos = start
+  return 0
 
 
 def png(image: np.ndarray) -> bytes:
@@ -116,8 +223,22 @@ class TensorBoardWriter(metric_writers.MetricWriter):
       self._write_summary(step, text_summary.text_pb(name, text))
 
   def write_hparams(self, hparams):
+    """``{name: value}`` (e.g. the flattened config, ``optimizer.learning_rate``) as the text
+    ``hparams`` (a markdown table) and as the HParams dashboard's session (values other than
+    bools, numbers and strings as their text)."""
     rows = "\n".join(f"| {k} | {v} |" for k, v in sorted(hparams.items()))
     self.write_texts(0, {"hparams": f"| name | value |\n| --- | --- |\n{rows}"})
+    values = {k: v if isinstance(v, (bool, int, float, str)) else str(v)
+              for k, v in hparams.items()}
+    self._write_summary(0, hparams_summary.hparams_pb(values, start_time_secs=time.time()))
+
+  def write_session_start(self, step: int) -> None:
+    """A SessionLog START at ``step``: TensorBoard drops the events it read before it (in
+    this logdir's older files) whose step is ``step`` or later, e.g. those a killed run
+    logged after the checkpoint its rerun resumes from."""
+    self._write(event_pb2.Event(wall_time=time.time(), step=int(step),
+                                session_log=event_pb2.SessionLog(
+                                    status=event_pb2.SessionLog.START)))
 
   def _unsupported(self, kind: str) -> None:
     if kind not in self._warned:
@@ -143,18 +264,38 @@ class TensorBoardWriter(metric_writers.MetricWriter):
     self._records.close()
 
 
-def create_writer(workdir: str) -> metric_writers.MetricWriter:
-  """TensorBoard (written asynchronously) and metrics.jsonl on process 0; nothing elsewhere.
-  The console's lines come from ``Progress``, not from a writer."""
+class RunWriter(metric_writers.MultiWriter):
+  """A run's writers: TensorBoard (written asynchronously) and metrics.jsonl, or none (the
+  processes other than 0); ``resume`` prepares both for a run resumed from a step."""
+
+  def __init__(self, tensorboard: TensorBoardWriter | None = None,
+               jsonl: JsonlWriter | None = None):
+    self._tensorboard, self._jsonl = tensorboard, jsonl
+    self._async = metric_writers.AsyncMultiWriter([tensorboard]) if tensorboard else None
+    super().__init__([w for w in (self._async, jsonl) if w is not None])
+
+  def resume(self, step: int) -> dict | None:
+    """Before a run (re)starts after ``step`` (0: a fresh start): drops metrics.jsonl's
+    records after ``step`` and has TensorBoard drop its events after it (a SessionLog START
+    at ``step + 1``), as a killed run may have logged steps past its last checkpoint.
+    Returns metrics.jsonl's last record kept (None: none, or not process 0)."""
+    if self._async is not None:
+      self._async.flush()
+      self._tensorboard.write_session_start(step + 1)
+    return self._jsonl.truncate_after(step) if self._jsonl is not None else None
+
+
+def create_writer(workdir: str) -> RunWriter:
+  """TensorBoard and metrics.jsonl on process 0; nothing elsewhere. The console's lines come
+  from ``Progress``, not from a writer."""
   if jax.process_index() != 0:
-    return metric_writers.MultiWriter([])
-  default = metric_writers.AsyncMultiWriter([TensorBoardWriter(workdir)])
-  return metric_writers.MultiWriter([default, JsonlWriter(os.path.join(workdir, "metrics.jsonl"))])
+    return RunWriter()
+  return RunWriter(TensorBoardWriter(workdir), JsonlWriter(os.path.join(workdir, METRICS_FILE)))
 
 
 def read_metrics(workdir: str) -> list[dict]:
-  """The records of ``metrics.jsonl``, oldest first."""
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+  """The records of ``metrics.jsonl``, one per step, oldest first."""
+  with open(os.path.join(workdir, METRICS_FILE)) as f:
     return [json.loads(line) for line in f if line.strip()]
 
 
@@ -166,8 +307,8 @@ class RateScalars(periodic_actions.ReportProgress):
   def _apply(self, step: int, t: float):
     steps_per_sec = (step - self._previous_step) / (t - self._previous_time)
     if self._writer is not None:
-      self._writer.write_scalars(step, {"steps_per_sec": steps_per_sec})
-      self._writer.write_scalars(step, {"uptime": time.monotonic() - self._t0})
+      self._writer.write_scalars(step, {"steps_per_sec": steps_per_sec,
+                                        "uptime": time.monotonic() - self._t0})
 
 
 def format_duration(seconds: float | None) -> str:

@@ -10,6 +10,10 @@ import collections
 import functools
 import importlib
 import os
+import shutil
+import socket
+import urllib.parse
+import urllib.request
 from typing import Iterable, Iterator
 
 import jax
@@ -21,9 +25,16 @@ from research import errors
 from research.data import cache
 
 # Datasets the project ships as TFDS builders; importing registers them by name.
-BUNDLED_DATASET_MODULES = ("research.data.digits",)
+BUNDLED_DATASET_MODULES = ("research.data.digits", "research.data.synthetic_intents",
+                           "research.data.penguins")
 FALLBACK_DATA_DIR = os.path.expanduser("~/tensorflow_datasets")
 LOAD_CHUNK = 10_000  # examples per tf.data batch while reading a split into memory
+# TFDS fetches prepared datasets from its Google Cloud Storage mirror first; a machine that
+# cannot open a connection there (or to its HTTPS proxy) is offline for TFDS.
+DOWNLOAD_HOST = ("storage.googleapis.com", 443)
+CONNECT_TIMEOUT_SEC = 3.0
+OFFLINE_HINT = ("or run offline on a bundled dataset: --config=NAME:digits (text configs: "
+                "NAME:synthetic_intents, multi-label NAME:synthetic_multi_intents)")
 
 
 class DatasetUnavailableError(errors.UserError):
@@ -61,7 +72,8 @@ def get_builder(name: str, data_dir: str | None, download: bool):
   except tfds.core.registered.DatasetNotFoundError:
     raise DatasetUnavailableError(
         f"unknown dataset {name!r}: TFDS has no builder of that name "
-        f"(bundled here: digits; see tfds.list_builders())") from None
+        f"(bundled here: digits, penguins, synthetic_intents, synthetic_multi_intents; see "
+        f"tfds.list_builders())") from None
   if builder.is_prepared():
     return builder
   if getattr(builder, "BUNDLED", False):
@@ -71,16 +83,65 @@ def get_builder(name: str, data_dir: str | None, download: bool):
       tensorflow_for_data()
       builder.download_and_prepare()
     return builder
-  if download:
-    tensorflow_for_data()
-    builder.download_and_prepare()
-    return builder
   searched = os.path.dirname(os.path.dirname(builder.data_dir))
+  if download:
+    download_and_prepare(builder, searched)
+    return builder
   raise DatasetUnavailableError(
       f"dataset {name!r} is not prepared in {searched} (looked for {builder.data_dir}) "
       f"and downloading is off. Fix: point TFDS_DATA_DIR or --config.data.data_dir at a "
       f"folder where it is prepared, allow a download with --config.data.download=True, "
-      f"or run offline on the bundled dataset: --config=NAME:digits")
+      f"{OFFLINE_HINT}")
+
+
+def download_host() -> tuple[str, int]:
+  """Where a download's first connection goes: the HTTPS proxy when one is set, else TFDS's
+  storage mirror."""
+  proxy = urllib.request.getproxies().get("https")
+  if proxy:
+    parsed = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    return parsed.hostname or proxy, parsed.port or (443 if parsed.scheme == "https" else 80)
+  return DOWNLOAD_HOST
+
+
+def check_connection(name: str, data_dir: str) -> None:
+  """Fails in seconds, with one line, where a download cannot start (no network, DNS or
+  proxy), instead of TFDS's minutes of retries."""
+  host, port = download_host()
+  try:
+    socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_SEC).close()
+  except OSError as e:
+    raise DatasetUnavailableError(
+        f"cannot download dataset {name!r}: no connection to {host}:{port} ({e}). Fix: "
+        f"prepare it on a machine with internet and point TFDS_DATA_DIR or "
+        f"--config.data.data_dir at that folder (searched: {data_dir}), "
+        f"{OFFLINE_HINT}") from None
+
+
+def _entries(folder: str) -> set[str]:
+  return set(os.listdir(folder)) if os.path.isdir(folder) else set()
+
+
+def download_and_prepare(builder, data_dir: str) -> None:
+  """``builder.download_and_prepare()`` after a connection check; a failed download is one
+  line and leaves nothing behind (the files and folders it created are removed)."""
+  check_connection(builder.name, data_dir)
+  watched = [data_dir, os.path.join(data_dir, "downloads"),
+             os.path.dirname(builder.data_dir)]
+  before = {folder: _entries(folder) for folder in watched}
+  tensorflow_for_data()
+  try:
+    builder.download_and_prepare()
+  except Exception as e:  # network, disk or checksum: TFDS raises many kinds
+    for folder in reversed(watched):
+      for entry in _entries(folder) - before[folder]:
+        path = os.path.join(folder, entry)
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    reason = " ".join(str(e).split())[:300] or type(e).__name__
+    raise DatasetUnavailableError(
+        f"downloading dataset {builder.name!r} into {data_dir} failed ({type(e).__name__}: "
+        f"{reason}); its partial files were removed. Fix: rerun when the network is back, or "
+        f"point TFDS_DATA_DIR or --config.data.data_dir at a folder where it is prepared") from None
 
 
 def load_split(config: ml_collections.ConfigDict, split: str,

@@ -1,5 +1,6 @@
 """A run's data by name: its own splits (``train``, ``val``, ``test``) or any other dataset
-an evaluation asks for, each read once, text encoded by the run's tokenizer.
+an evaluation asks for, each read once, text encoded by the run's tokenizer, tabular
+columns by its fitted preprocessing (research/data/tabular.py).
 
     data = splits.RunData(config.data, workdir, batch_size=config.eval_batch_size)
     data.arrays("train")                                  # host numpy arrays
@@ -8,14 +9,24 @@ an evaluation asks for, each read once, text encoded by the run's tokenizer.
 
 A spec that is a ConfigDict changes those fields of the run's ``config.data`` (its
 preprocessing, features and cache stay the run's unless named) and reads its ``split``.
+
+With ``config.data.folds.num_folds = K > 1`` the run's ``train`` and ``val`` are fold
+``folds.fold`` of a stratified K-fold partition of its ``train_split`` (``fold_rows``;
+``val_split`` is not read): cross-validation inside the training split, the test split
+untouched.
+
+With ``config.data.train_labels`` (class ids, e.g. ``(0,)``), ``train`` and ``val`` keep only
+the rows of those classes (one-class training; the tokenizer or tabular fit sees them alone);
+``test`` and other datasets keep every row.
 """
 import json
 
 import ml_collections
+import numpy as np
 
 from research import errors
 from research.core import sharding
-from research.data import pipeline, text
+from research.data import pipeline, tabular, text
 
 OWN_SPLITS = ("train", "val", "test")
 
@@ -35,6 +46,68 @@ def check_spec(found: dict, trained: dict, workdir: str) -> None:
           f"preprocessing it was trained with, or another --workdir")
 
 
+def folds_config(num_folds: int, fold: int, seed: int = 0,
+                 label: str = "") -> ml_collections.ConfigDict:
+  """``config.data.folds`` of a cross-validation run (studies/search sets it on its fold
+  runs; other runs have no such field): train and val become fold ``fold`` of a stratified
+  ``num_folds``-fold partition of train_split (whose val_split is then unread), shuffled by
+  ``seed`` and stratified by the feature ``label`` ("": the label)."""
+  return ml_collections.ConfigDict(dict(num_folds=num_folds, fold=fold, seed=seed, label=label))
+
+
+def fold_rows(labels: np.ndarray, folds: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
+  """``{"train": rows, "val": rows}`` of fold ``folds.fold`` of a StratifiedKFold of
+  ``labels`` into ``folds.num_folds`` parts, shuffled by ``folds.seed``: each example is
+  in the ``val`` rows of exactly one fold."""
+  from sklearn import model_selection
+  labels = np.asarray(labels)
+  if labels.ndim != 1:
+    raise errors.ConfigError(f"data.folds: the label feature has shape {labels.shape[1:]} per "
+                             f"example; stratified folds need one class per example")
+  splitter = model_selection.StratifiedKFold(folds.num_folds, shuffle=True,
+                                             random_state=folds.seed)
+  train, val = list(splitter.split(np.zeros(len(labels)), labels))[folds.fold]
+  return {"train": train, "val": val}
+
+
+def fold_label(config: ml_collections.ConfigDict) -> str:
+  """The feature the folds are stratified by: ``folds.label``, else ``label``, else a text
+  dataset's one label feature."""
+  folds = config.folds
+  if folds.get("label"):
+    return folds.label
+  if "label" in config.features:
+    return "label"
+  labels = tuple(config.text.labels) if text.is_text(config) else ()
+  if len(labels) == 1:
+    return labels[0]
+  raise errors.ConfigError(f"data.folds.label='' names no feature: the data has no 'label' "
+                           f"feature; set it to one of {tuple(config.features)}")
+
+
+def uses_folds(config: ml_collections.ConfigDict) -> bool:
+  return config.get("folds") is not None and config.folds.num_folds > 1
+
+
+def only_labels(raw: dict, labels) -> dict:
+  """The rows of ``raw`` whose ``label`` is one of ``labels`` (``data.train_labels``: the
+  run's ``train`` and ``val`` keep only these classes, e.g. one-class training; ``test``
+  and other datasets keep every row)."""
+  keep = np.isin(raw["label"], np.asarray(tuple(labels)))
+  return {k: v[keep] for k, v in raw.items()}
+
+
+def encoder(config: ml_collections.ConfigDict, workdir: str | None, train_raw: dict | None):
+  """``encode(raw_arrays) -> arrays``: the run's tabular preprocessing (research/data/tabular.py)
+  or tokenizer (research/data/text.py), fitted on ``train_raw`` (the raw ``train`` split) and
+  saved in ``workdir`` on a first run, else read from there; the identity for other data."""
+  if tabular.is_tabular(config):
+    return tabular.encoder(config, workdir, train_raw)
+  train_texts = train_raw[config.text.feature] if text.is_text(config) and \
+      train_raw is not None else None
+  return text.encoder(config, workdir, train_texts)
+
+
 class RunData:
   """``trained_spec``, when given, is what every dataset read must match (``check_spec``)."""
 
@@ -43,6 +116,7 @@ class RunData:
     self.config, self.workdir, self.eval_batch_size = config, workdir, eval_batch_size
     self.trained_spec = trained_spec
     self._arrays, self._batches, self._encode = {}, {}, None
+    self._fold_source = None  # with folds: (the raw train split, each fold part's rows)
 
   def resolve(self, spec) -> tuple[ml_collections.ConfigDict, str, str]:
     """``(data config, split, field naming the split)`` of a spec."""
@@ -65,18 +139,36 @@ class RunData:
 
   def _key(self, spec) -> str:
     config, split, _ = self.resolve(spec)
-    return json.dumps([json.loads(config.to_json_best_effort()), split], sort_keys=True)
+    fold = spec if self._folded(spec) else None
+    return json.dumps([json.loads(config.to_json_best_effort()), split, fold], sort_keys=True)
+
+  def _folded(self, spec) -> bool:
+    return isinstance(spec, str) and spec in ("train", "val") and uses_folds(self.config)
+
+  def _load(self, spec) -> dict:
+    """The raw split of ``spec``; with folds, the fold's rows of the train split (read once)."""
+    if not self._folded(spec):
+      config, split, field = self.resolve(spec)
+      return pipeline.load_split(config, split, field)
+    if self._fold_source is None:
+      raw = pipeline.load_split(self.config, self.config.train_split, "train_split")
+      label = fold_label(self.config)
+      if label not in raw:
+        raise errors.ConfigError(f"data.folds.label={label!r} is not a feature of the data; "
+                                 f"it has {sorted(raw)}")
+      self._fold_source = raw, fold_rows(raw[label], self.config.folds)
+    raw, rows = self._fold_source
+    return {k: v[rows[spec]] for k, v in raw.items()}
 
   def arrays(self, spec) -> dict:
     """The whole split as host arrays (text encoded)."""
     key = self._key(spec)
     if key not in self._arrays:
-      config, split, field = self.resolve(spec)
-      raw = pipeline.load_split(config, split, field)
-      if self._encode is None:  # the run's training texts build its tokenizer on a first run
-        train_texts = raw[self.config.text.feature] if text.is_text(self.config) and \
-            spec == "train" else None
-        self._encode = text.encoder(self.config, self.workdir, train_texts)
+      raw = self._load(spec)
+      if isinstance(spec, str) and spec != "test" and self.config.get("train_labels"):
+        raw = only_labels(raw, self.config.train_labels)  # one-class training
+      if self._encode is None:  # the run's training split fits its encoder on a first run
+        self._encode = encoder(self.config, self.workdir, raw if spec == "train" else None)
       arrays = self._encode(raw)
       if self.trained_spec is not None:
         check_spec(spec_of(arrays), self.trained_spec, self.workdir)

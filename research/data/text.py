@@ -102,6 +102,7 @@ def load_or_build(config: ml_collections.ConfigDict, train_texts, workdir: str) 
   text = config.text
   tokenizer = Tokenizer.build(train_texts, text.vocab_size, text.min_count, text.max_length)
   if jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
     with open(path, "w") as f:
       f.write(tokenizer.to_json(wanted))
   return tokenizer

@@ -9,6 +9,9 @@ dotted, any importable module) that defines ``Study(config)`` with
     runs()             -> list[Run], each a resolved run config with a label and columns
     analyze(results, directory) -> dict of scalars, after writing its tables and plots
 
+or, for a study that decides its runs as it goes (research/studies/search.py), with
+``run(directory) -> dict of scalars`` instead, which drives its own loop over ``execute``.
+
 Every run trains in ``STUDY_DIR/runs/<label>-<hash>``, where the hash is that of its
 resolved config (less machine-local fields such as data folders): rerunning the study
 reuses every run whose workdir holds results, resumes unfinished ones (exactly, from their
@@ -67,7 +70,7 @@ def execute(run: Run, workdir: str) -> RunResult:
     with open(info_path) as f:
       return RunResult(run, workdir, results, json.load(f)["wall_s"], reused=True)
   start = time.perf_counter()
-  results = loop.train_and_evaluate(run.config, workdir)
+  results = loop.train_and_evaluate(run.config, workdir, config_name=run.label)
   wall = time.perf_counter() - start
   workdir_lib.write_json(workdir, RUN_INFO_FILE, {"label": run.label, "columns": run.columns,
                                                   "wall_s": wall})
@@ -103,6 +106,9 @@ def mean_and_interval(values) -> tuple[float, float]:
 def run_study(config: ml_collections.ConfigDict, directory: str) -> dict[str, float]:
   """Runs (or reuses) every run of the study in ``directory``, then its analysis."""
   study = registry.import_member("studies", config.study, "Study")(config)
+  if hasattr(study, "run"):  # it drives its own loop (e.g. a search)
+    os.makedirs(directory, exist_ok=True)
+    return study.run(directory)
   runs = study.runs()
   for run in runs:  # every run's config is checked before any trains
     validation.validate(run.config, None)

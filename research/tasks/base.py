@@ -13,12 +13,14 @@ Optional abilities are declared in ``capabilities`` (never guessed with ``hasatt
     MULTILABEL   the same with K yes/no labels: ``label`` is multi-hot, ``probs`` sigmoids
     GENERATIVE   ``sample(params, model_state, rng, num) -> images`` from the prior
     LATENT       encode, reconstruct, elbo, nll (a latent-variable model of x)
-    IMAGES       ``images(params, model_state, batch, rng) -> {name: images}`` summary grids
+    IMAGES       ``images(params, model_state, batch, rng) -> {name: images}`` summary grids,
+                 and ``image_layouts() -> {name: Layout}``: their rows' and columns' labels
 
 Each task checks its own config fields in ``validate_config`` (a classmethod, called
 before anything loads or compiles); the generic checks live in research/train/validation.py.
 """
 import contextlib
+import inspect
 from typing import Callable, ClassVar, Protocol
 
 import flax.linen as nn
@@ -66,10 +68,27 @@ def build_model(config: ml_collections.ConfigDict) -> nn.Module:
   kwargs = config.model.to_dict()
   model_cls = registry.import_member("models", kwargs.pop("name"), "Model")
   try:
-    return model_cls(**kwargs)
+    model = model_cls(**kwargs)
   except TypeError as e:  # a field the model does not take
     raise errors.ConfigError(f"model.name={config.model.name!r} cannot be built from the "
                              f"config's model fields: {e}") from None
+  check_call_signature(model_cls, config.model.name)
+  return model
+
+
+def check_call_signature(model_cls: type, name: str) -> None:
+  """The contract every model keeps (research/models/base.py): ``__call__(*inputs, train)``,
+  since training and evaluation call it with ``train=True`` / ``False``."""
+  call = getattr(model_cls, "__call__", None)
+  try:
+    parameters = inspect.signature(call).parameters.values()
+  except (TypeError, ValueError):
+    parameters = ()
+  if not any(p.name == "train" or p.kind is p.VAR_KEYWORD for p in parameters):
+    raise errors.ConfigError(
+        f"model.name={name!r}: {model_cls.__module__}.{model_cls.__qualname__}.__call__ must "
+        f"take a `train: bool` argument (True in training, False in evaluation), as "
+        f"research/models/base.py describes")
 
 
 def task_class(config: ml_collections.ConfigDict) -> type:

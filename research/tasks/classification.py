@@ -83,7 +83,7 @@ class Task(base.BaseTask):
     logits, model_state = self.apply(params, model_state, batch, rng, train)
     loss = self.loss(logits, batch["label"])
     accuracy = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
-    objective = l2_regularized(loss.mean(), params, self.config.task.l2)
+    objective = l2_regularized(loss.mean(), params, self.config.task.get("l2", 0.0))
     return objective, ({"loss": loss, "accuracy": accuracy}, model_state)
 
   def logits(self, params, model_state, batch, rng):

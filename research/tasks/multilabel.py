@@ -73,7 +73,7 @@ class Task(classification.Task):
         "true_positives": (predicted * labels).sum(-1),
         "errors": jnp.abs(predicted - labels).sum(-1),
     }
-    objective = classification.l2_regularized(loss.mean(), params, self.config.task.l2)
+    objective = classification.l2_regularized(loss.mean(), params, self.config.task.get("l2", 0.0))
     return objective, (outputs, model_state)
 
   def probs(self, params, model_state, batch, rng):

@@ -15,13 +15,15 @@ test log-likelihood by importance sampling. All terms are in nats per image.
   sample_class   CVAE: the class that --mode=sample draws (-1: one class per row)
 """
 import math
+import statistics
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from clu import metrics
 
 from research import errors
-from research.evaluation import generative, likelihood
+from research.evaluation import generative, images as images_lib, likelihood
 from research.tasks import base, likelihoods
 
 NUM_IMAGES = 64  # images per summary grid
@@ -199,7 +201,8 @@ class Task(base.BaseTask):
     return -self.test_log_likelihood(params, model_state, batch, rng, num_samples, chunk)
 
   def sample_condition(self, num: int, sample_class: int) -> jnp.ndarray | None:
-    """One-hot classes for ``num`` samples: all ``sample_class``, or one class per grid row."""
+    """One-hot classes for ``num`` samples: all ``sample_class``, or one class per grid row
+    (of ``COLUMNS``), cycling through the classes."""
     if not self.num_classes:
       return None
     labels = (jnp.full((num,), sample_class) if sample_class >= 0
@@ -212,18 +215,27 @@ class Task(base.BaseTask):
     condition = self.sample_condition(num, self.task.sample_class)
     return self.decode_mean(params, model_state, z, condition, rng)
 
+  def num_summary_samples(self) -> int:
+    """Prior samples in the ``samples`` summary: NUM_IMAGES, or for a CVAE one row of
+    ``COLUMNS`` per class (every class shown)."""
+    return self.num_classes * COLUMNS if self.num_classes else NUM_IMAGES
+
   def images(self, params, model_state, batch, rng):
     """Reconstructions, prior samples, interpolations, traversals (and for 2-D latents the
-    decoded manifold), as batches whose grids have ``COLUMNS`` images a row."""
+    decoded manifold), as batches whose grids have ``COLUMNS`` images a row, laid out as
+    ``image_layouts`` says."""
     x, condition = batch["image"], self.condition(batch)
     mean, _ = self._apply(params, model_state, "encode", x, condition, rng=rng)
     decode = lambda z, c: self.decode_mean(params, model_state, z, c, rng)  # noqa: E731
-    half = NUM_IMAGES // 2
+    half = min(NUM_IMAGES // 2, x.shape[0] // COLUMNS * COLUMNS)  # whole rows
     recon = decode(mean[:half], None if condition is None else condition[:half])
+    pairs = jnp.stack([x[:half].reshape((-1, COLUMNS) + x.shape[1:]),  # a row of inputs, then
+                       recon.reshape((-1, COLUMNS) + x.shape[1:])], axis=1)  # their reconstructions
+    num_samples = self.num_summary_samples()
     grids = {
-        "reconstructions": jnp.stack([x[:half], recon], axis=1).reshape((-1,) + x.shape[1:]),
-        "samples": decode(jax.random.normal(rng, (NUM_IMAGES, mean.shape[-1])),
-                          self.sample_condition(NUM_IMAGES, -1)),
+        "reconstructions": pairs.reshape((-1,) + x.shape[1:]),
+        "samples": decode(jax.random.normal(rng, (num_samples, mean.shape[-1])),
+                          self.sample_condition(num_samples, -1)),
     }
     first = None if condition is None else condition[:1]
     codes = {"interpolations": generative.interpolations(mean[:COLUMNS], mean[COLUMNS:2 * COLUMNS],
@@ -237,3 +249,35 @@ class Task(base.BaseTask):
         c = condition[jnp.arange(len(z)) // COLUMNS] if name == "interpolations" else first
       grids[name] = decode(z, c)
     return grids
+
+  def image_layouts(self) -> dict:
+    """How each summary of ``images`` reads: its rows' and columns' labels and a caption
+    (research/evaluation/images.py ``Layout``), drawn into its PNG."""
+    steps = [f"{v:.1f}" for v in np.linspace(-TRAVERSAL_RANGE, TRAVERSAL_RANGE, COLUMNS)]
+    fractions = [f"{t:.2g}" for t in np.linspace(0.0, 1.0, COLUMNS)]
+    layouts = {
+        "reconstructions": images_lib.Layout(
+            COLUMNS, ("input", "reconstruction"),
+            caption="each row of inputs is followed by their reconstructions (the decoded "
+                    "posterior means)"),
+        "samples": images_lib.Layout(
+            COLUMNS, tuple(f"class {c}" for c in range(self.num_classes)),
+            caption="decoded draws from the prior" + (", one class per row" if self.num_classes
+                                                     else "")),
+        "interpolations": images_lib.Layout(
+            COLUMNS, column_labels=tuple(fractions),
+            caption="each row decodes (1-t) z_a + t z_b, t above each column, between the "
+                    "posterior means z_a, z_b of two images"),
+        "traversals": images_lib.Layout(
+            COLUMNS, tuple(f"z[{d}]" for d in range(self.model.latent_dim)), tuple(steps),
+            caption=f"row z[d] sweeps latent d over [-{TRAVERSAL_RANGE:g}, {TRAVERSAL_RANGE:g}] "
+                    f"(its value above each column), the others held at the first image's "
+                    f"posterior mean"),
+    }
+    if self.model.latent_dim == 2:
+      quantiles = [statistics.NormalDist().inv_cdf(p) for p in np.linspace(0.05, 0.95, COLUMNS)]
+      layouts["manifold"] = images_lib.Layout(
+          COLUMNS, tuple(f"z[1]={v:.1f}" for v in quantiles[::-1]),
+          tuple(f"{v:.1f}" for v in quantiles),
+          caption="decoded codes at the N(0, 1) quantiles 0.05...0.95: z[0] across, z[1] down")
+    return layouts

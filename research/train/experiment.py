@@ -167,6 +167,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str, allow_changes: bool =
   train = pipeline.TrainBatches(data.arrays("train"), config.batch_size, config.seed)
   data.trained_spec = train.spec()  # every evaluation's data must fit the model
   tasks_base.task_class(config).complete_config(config, train.spec())
+  os.makedirs(workdir, exist_ok=True)  # the data loaded and the config is valid
   checkpointer = checkpoint.Checkpointer(
       os.path.join(os.path.abspath(workdir), "checkpoints"), config.keep_checkpoints)
   try:

@@ -2,7 +2,11 @@
 
     state, metrics = train_step(state, *inputs)    # jitted once, state donated
     periodically: log train metrics, run the due evaluations, checkpoint
-    at the end: the final evaluations (e.g. on test), the gate, results.json
+    at the end: the final evaluations (e.g. on test), the gate, results.json, curves.png
+
+Its records: ``metrics.jsonl`` holds one object per step (research/core/writers.py), flushed
+to disk before every checkpoint; a resumed run first drops the records (and TensorBoard
+events) after the step it resumes from, so every step appears once.
 
 The loop never syncs with the devices except when it logs, evaluates or saves; it only
 waits for the call two before the one it just queued (``dispatch.RunAhead``), so the
@@ -21,10 +25,25 @@ import numpy as np
 from absl import logging
 
 from research import errors
-from research.core import (dispatch, preemption, profiling, state as state_lib, step as step_lib,
-                           writers)
+from research.core import (dispatch, optim, preemption, profiling, state as state_lib,
+                           step as step_lib, writers)
 from research.evaluation import images as images_lib
-from research.train import experiment, workdir as workdir_lib
+from research.train import curves, experiment, workdir as workdir_lib
+
+# The record key of the run's wall time: seconds of training and evaluation up to that step,
+# over the processes it ran in (each resumed one adds its own to the time of its checkpoint).
+WALL_TIME = "wall_time_sec"
+
+
+class WallClock:
+  """The run's wall time: this process's seconds since ``start``, plus ``before`` (the time
+  the run had at the checkpoint it resumed from)."""
+
+  def __init__(self):
+    self.start, self.before = time.perf_counter(), 0.0
+
+  def __call__(self) -> float:
+    return self.before + time.perf_counter() - self.start
 
 
 def prefixed(prefix: str, metrics: dict) -> dict:
@@ -68,6 +87,24 @@ def run_evaluations(evaluations: list, adaptor, state, step: int, writer,
   return results
 
 
+def learning_rate_fn(config: ml_collections.ConfigDict, adaptor, num_steps: int):
+  """``step -> learning rate`` of that step's update (per replica: an array), from the
+  optimizer's optax schedule: the update of step N uses the schedule at N - 1 (at
+  (N - 1) // K with ``accumulate_steps=K``: the update its gradients go to)."""
+  k = config.optimizer.accumulate_steps
+  rates = getattr(adaptor, "learning_rates", None)  # replicas: each its own
+  schedule = optim.make_schedule(config.optimizer, -(-num_steps // k),
+                                 None if rates is None else np.asarray(rates, np.float32))
+  at = jax.jit(lambda step: schedule((step - 1) // k))
+  return lambda step: np.asarray(at(step))
+
+
+def hparams(config: ml_collections.ConfigDict) -> dict:
+  """The config's fields flattened (``optimizer.learning_rate``, ``model.name``, ...), without
+  the machine-local ones (workdir.MACHINE_FIELDS)."""
+  return workdir_lib.flat_fields(config)
+
+
 def write_images(writer, workdir: str, step: int, grids: dict[str, np.ndarray]) -> None:
   """Image grids to TensorBoard and, on process 0, to ``WORKDIR/images/NAME_STEP.png``."""
   if not grids:
@@ -78,13 +115,21 @@ def write_images(writer, workdir: str, step: int, grids: dict[str, np.ndarray]) 
       images_lib.save_png(os.path.join(workdir, "images", f"{key}_{step:08d}.png"), grid)
 
 
-def train(exp: experiment.Experiment, step_hook: Callable[[int], None] | None = None):
+def train(exp: experiment.Experiment, step_hook: Callable[[int], None] | None = None,
+          clock: WallClock | None = None):
   """Runs the train step from the restored step to the last; returns the final state and
-  the latest results of the evaluations that ran at its step (by name)."""
+  the latest results of the evaluations that ran at its step (by name). ``clock`` (the run's
+  wall time) learns the time the run had at its checkpoint."""
   config, state, writer, checkpointer = exp.config, exp.state, exp.writer, exp.checkpointer
   start_step, num_steps = state_lib.step_of(state), exp.num_steps
+  clock = clock or WallClock()
+  # A killed run may have logged steps after its checkpoint: they are redone, so dropped.
+  resumed_from = writer.resume(start_step)
+  if start_step > 0 and resumed_from is not None:
+    clock.before = resumed_from.get(WALL_TIME, 0.0)
   if start_step == 0:
-    writer.write_hparams({k: v for k, v in config.to_dict().items() if not isinstance(v, dict)})
+    writer.write_hparams(hparams(config))
+  learning_rate = learning_rate_fn(config, exp.adaptor, num_steps)
   # ReportProgress counting steps wants every step; calls of several steps report by time.
   # It writes steps_per_sec and uptime records; the console's lines are ``progress``'s.
   every_steps = config.log_every_steps if config.steps_per_call == 1 else None
@@ -106,16 +151,22 @@ def train(exp: experiment.Experiment, step_hook: Callable[[int], None] | None = 
       progress.advance(step)
       is_last, is_log_step = step == num_steps, step % config.log_every_steps == 0
       stop = signals.stop_requested(can_sync=is_log_step)
-      if is_log_step or is_last or stop:
+      logs = is_log_step or is_last or stop
+      if logs:
         scalars = checked_scalars(exp, train_metrics)
         elapsed = time.perf_counter() - window_start
         scalars["examples_per_sec"] = (step - window_step) * config.batch_size / elapsed
-        writer.write_scalars(step, exp.adaptor.expand(prefixed("train", scalars)))
+        record = exp.adaptor.expand(prefixed("train", {**scalars,
+                                                       "learning_rate": learning_rate(step)}))
+        writer.write_scalars(step, {**record, WALL_TIME: clock()})
         progress.log(step, scalars)
         train_metrics, window_step = None, step
       if step % config.checkpoint_every_steps == 0 or is_last or stop:
         if train_metrics is not None:  # steps since the last log must be finite too
           checked_scalars(exp, train_metrics)
+        if not logs:  # a resumed run takes the wall time of its checkpoint's record
+          writer.write_scalars(step, {WALL_TIME: clock()})
+        writer.flush()  # every checkpointed step's records are on disk
         checkpointer.save(state)
       if stop:
         raise errors.Preempted(signals.signal_name, step, checkpointer.directory)
@@ -134,9 +185,13 @@ def train(exp: experiment.Experiment, step_hook: Callable[[int], None] | None = 
 
 
 def final_results(config: ml_collections.ConfigDict, workdir: str, evaluations: list, adaptor,
-                  state, writer, done: dict | None = None) -> dict[str, float]:
+                  state, writer, done: dict | None = None, *, config_name: str | None = None,
+                  wall_time_sec: float | None = None) -> dict:
   """The final evaluations of ``state`` (those in ``done``, which already ran at its step,
-  are not rerun), the gate, written to results.json."""
+  are not rerun) and the gate, written to results.json with the run's fields
+  (workdir.RUN_FIELDS: ``config``, ``gate``, ``wall_time_sec``; the config's name and the
+  wall time are kept from results.json when not given, as by ``--mode=eval``). Returns the
+  results without the run's fields: the metrics, ``step`` and ``gate_passed``."""
   done = done or {}
   pending = [e for e in evaluations if e.final and e.name not in done]
   ran = {**done, **run_evaluations(pending, adaptor, state, state_lib.step_of(state), writer,
@@ -144,23 +199,30 @@ def final_results(config: ml_collections.ConfigDict, workdir: str, evaluations: 
   results = {k: v for e in evaluations if e.name in ran for k, v in ran[e.name].items()}
   results["step"] = float(state_lib.step_of(state))
   passed = adaptor.check_gate(config.gate, results)
-  if passed is not None:
-    results["gate_passed"] = float(passed)
-  workdir_lib.write_json(workdir, workdir_lib.RESULTS_FILE, results)
+  results["gate_passed"] = True if passed is None else bool(passed)
+  before = workdir_lib.read_results(workdir, run_fields=True) or {}
+  run = {"config": config_name if config_name is not None else before.get("config"),
+         "gate": config.gate or None,
+         WALL_TIME: wall_time_sec if wall_time_sec is not None else before.get(WALL_TIME)}
+  workdir_lib.write_json(workdir, workdir_lib.RESULTS_FILE, {**results, **run})
   return results
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        step_hook: Callable[[int], None] | None = None,
-                       allow_config_changes: bool = False) -> dict[str, float]:
+                       allow_config_changes: bool = False,
+                       config_name: str | None = None) -> dict:
   """Trains ``config`` in ``workdir`` (resuming from its checkpoints) and returns the
-  results of the final evaluations, the step, and ``gate_passed`` when the config sets a
-  gate. A run that already finished with this config returns its results.json at once.
-  A workdir whose run has another config is refused, unless ``allow_config_changes``
-  (research/train/experiment.py, ``check_config_changes``).
+  results of the final evaluations, the step and ``gate_passed`` (True without a gate);
+  results.json also has the run's fields (``final_results``). A run that already finished
+  with this config returns its results at once. A workdir whose run has another config is
+  refused, unless ``allow_config_changes`` (research/train/experiment.py,
+  ``check_config_changes``). ``config_name``: the config as the launcher was given it
+  (``cnn:digits``), for results.json. At the end it plots ``WORKDIR/curves.png``.
 
   ``step_hook(step)`` runs after every step (tests use it to interrupt a run).
   """
+  clock = WallClock()
   prepared = experiment.setup(config, workdir, allow_config_changes)
   finished = prepared.finished_results()
   if finished is not None:
@@ -170,8 +232,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     return finished
   exp = experiment.build(config, workdir, prepared=prepared)
   try:
-    state, latest = train(exp, step_hook)
-    return final_results(exp.config, exp.workdir, exp.evaluations, exp.adaptor, state,
-                         exp.writer, latest)
+    state, latest = train(exp, step_hook, clock)
+    results = final_results(exp.config, exp.workdir, exp.evaluations, exp.adaptor, state,
+                            exp.writer, latest, config_name=config_name, wall_time_sec=clock())
+    exp.writer.flush()
+    if jax.process_index() == 0:
+      curves.write_curves(exp.workdir, writers.read_metrics(exp.workdir))
+    return results
   finally:
     exp.close()

@@ -2,6 +2,8 @@
 
     run = restore.restore("workdirs/cnn_digits")          # newest checkpoint
     probs = run.predict("probs", {"image": images})       # raw inputs, as the dataset has them
+    probs = run.predict("probs", run.encode(rows))        # tabular rows (or texts): the workdir's
+                                                          # tabular.json (tokenizer.json) applied
     run.config, run.task, run.state, run.step
 
 Nothing is written to the workdir and no writer is opened; the state's shapes come from
@@ -16,7 +18,7 @@ import numpy as np
 
 from research import errors
 from research.core import checkpoint, optim, sharding, state as state_lib
-from research.data import preprocess
+from research.data import preprocess, splits
 from research.tasks import base as tasks_base
 from research.train import replicas as replicas_lib, validation, workdir as workdir_lib
 
@@ -53,6 +55,12 @@ class Restored:
 
     self._jitted[name, options] = jax.jit(predict)
     return self._jitted[name, options]
+
+  def encode(self, arrays: dict) -> dict:
+    """Raw rows of the run's dataset (numpy arrays by feature) as its model takes them:
+    tabular columns through the workdir's ``tabular.json``, text through its
+    ``tokenizer.json`` (read from there, never refitted); other data unchanged."""
+    return splits.encoder(self.config.data, self.workdir, None)(arrays)
 
   def predict(self, name: str, batch: dict, rng: jax.Array | None = None,
               replica: int | None = None, **options):

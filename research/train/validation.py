@@ -1,7 +1,8 @@
 """Checks a whole config before anything loads or compiles; each problem is one line that
 names the field and what it allows. The generic fields are checked here; each task checks
-its own (``Task.validate_config``), the data side its text fields, and each evaluator its
-own (``Evaluator.validate``)."""
+its own (``Task.validate_config``), the data side its text and tabular fields, and each
+evaluator its own (``Evaluator.validate``)."""
+import errno
 import os
 import tempfile
 
@@ -10,7 +11,7 @@ import ml_collections
 
 from research import errors
 from research.core import gate, optim, profiling
-from research.data import preprocess, text
+from research.data import preprocess, tabular, text
 from research.evaluators import base as evaluators
 from research.tasks import base as tasks_base
 
@@ -80,6 +81,21 @@ def validate_replicas(config: ml_collections.ConfigDict) -> None:
              "1 when training replicas")
 
 
+def validate_folds(config: ml_collections.ConfigDict) -> None:
+  """data.folds (research/data/splits.py): off (num_folds 0), or K >= 2 folds and one of them."""
+  folds = config.data.get("folds")
+  if folds is None:
+    return
+  k = folds.num_folds
+  _require(isinstance(k, int) and (k == 0 or k >= 2), "data.folds.num_folds", k,
+           "0 (off) or an integer >= 2")
+  if k:
+    _require(isinstance(folds.fold, int) and 0 <= folds.fold < k, "data.folds.fold", folds.fold,
+             f"an integer in [0, {k}) (num_folds={k})")
+  _require(isinstance(folds.seed, int) and folds.seed >= 0, "data.folds.seed", folds.seed,
+           "a non-negative integer")
+
+
 def validate_names(config: ml_collections.ConfigDict) -> type:
   """The model (built from its fields, so a field it does not take is caught here), the task
   and the preprocessing ops the config names exist; returns the task class."""
@@ -121,13 +137,19 @@ def validate_evals(config: ml_collections.ConfigDict, task_cls) -> None:
 
 
 def validate_workdir(workdir: str) -> None:
+  """``workdir`` is a writable folder or can be made one; nothing is created here (a run
+  refused later, e.g. for missing data, leaves no folder behind)."""
+  existing = os.path.abspath(workdir)
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
   try:
-    os.makedirs(workdir, exist_ok=True)
-    tempfile.TemporaryFile(dir=workdir).close()
+    if not os.path.isdir(existing):
+      raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+    tempfile.TemporaryFile(dir=existing).close()
   except OSError as e:
     raise errors.ConfigError(
-        f"--workdir={workdir!r} cannot be written ({e.strerror}); it must be a writable folder"
-    ) from None
+        f"--workdir={workdir!r} cannot be written ({e.strerror} at {existing}); it must be a "
+        f"writable folder") from None
 
 
 def validate(config: ml_collections.ConfigDict, workdir: str | None) -> None:
@@ -135,8 +157,10 @@ def validate(config: ml_collections.ConfigDict, workdir: str | None) -> None:
   validate_numbers(config)
   validate_speed(config)
   validate_replicas(config)
+  validate_folds(config)
   task_cls = validate_names(config)
   text.validate_config(config)
+  tabular.validate_config(config)
   task_cls.validate_config(config)
   validate_evals(config, task_cls)
   if workdir is not None:

@@ -15,6 +15,12 @@ INPUT_SPEC_FILE = "input_spec.json"
 RESULTS_FILE = "results.json"
 REPLICAS_FILE = "replicas.json"
 CONFIG_HISTORY_FILE = "config_history.jsonl"
+CURVES_FILE = "curves.png"
+
+# results.json's fields that describe the run rather than its results: the config's name as
+# the launcher was given it, the gate (None: none) and the wall time of training and
+# evaluation (seconds, over its resumes). ``read_results`` leaves them out.
+RUN_FIELDS = ("config", "gate", "wall_time_sec")
 
 # Fields that say where a run reads, caches or traces, or how fast it compiles, not what it
 # computes: a resumed run may change them freely.
@@ -111,9 +117,12 @@ def check_input_spec(workdir: str, spec: dict, fresh: bool) -> None:
   splits.check_spec(spec, recorded, workdir)
 
 
-def read_results(workdir: str) -> dict | None:
+def read_results(workdir: str, run_fields: bool = False) -> dict | None:
+  """results.json: the final metrics, ``step`` and ``gate_passed``, and with ``run_fields``
+  also RUN_FIELDS (None when the run has not finished)."""
   path = os.path.join(workdir, RESULTS_FILE)
   if not os.path.exists(path):
     return None
   with open(path) as f:
-    return json.load(f)
+    results = json.load(f)
+  return results if run_fields else {k: v for k, v in results.items() if k not in RUN_FIELDS}
