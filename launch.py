@@ -443,7 +443,7 @@ def main() -> None:
                                                               if a not in HELP_FLAGS)])
   recorded = None  # --mode=eval|sample without --config: the workdir's config.json
   workdir = flag_value(argv, "workdir")
-  if path is None and flag_value(argv, "mode") in ("eval", "sample") and workdir:
+  if path is None and flag_value(argv, "mode") in ("eval", "sample", "export") and workdir:
     recorded = workdir_config(workdir)
     run_name = os.path.join(workdir, "config.json")
   elif path is None and any(a.startswith("--config.") for a in argv[1:]) and not help_flags:
@@ -465,12 +465,15 @@ def main() -> None:
                       "Where checkpoints, metrics and images go (default workdirs/CONFIG[_ARG]); "
                       "rerunning resumes. --mode=eval and sample read its config.json when "
                       "--config is not given.")
-  flags.DEFINE_enum("mode", "train", ["train", "eval", "sample"],
+  flags.DEFINE_enum("mode", "train", ["train", "eval", "sample", "export"],
                     "train (resuming from the workdir's checkpoints), eval: the newest "
                     "checkpoint's validation and test metrics (for VAEs the test NLL), "
-                    "or sample: --num_samples images from the newest checkpoint "
-                    "(generative models), written to WORKDIR/samples; neither trains.")
+                    "sample: --num_samples images from the newest checkpoint "
+                    "(generative models), written to WORKDIR/samples, or export: the newest "
+                    "checkpoint as a served model in --export_dir (research/serving); "
+                    "none of them trains.")
   flags.DEFINE_integer("num_samples", 64, "Images that --mode=sample draws.")
+  flags.DEFINE_string("export_dir", None, "Where --mode=export writes (default WORKDIR/export).")
   flags.DEFINE_bool("list_configs", False,
                     "List every config (configs/*.py, configs/studies/*.py) with the first line "
                     "of its docstring (its command and result), and exit.")
@@ -527,7 +530,7 @@ def main() -> None:
         results = studies.run_study(config, workdir)
       else:
         results = run_one(config, workdir, FLAGS.mode, FLAGS.num_samples,
-                          FLAGS.allow_config_changes)
+                          FLAGS.allow_config_changes, FLAGS.export_dir)
     except errors.UserError as e:
       fail(str(e), exit_status(e))
     if main_process:
@@ -540,8 +543,8 @@ def main() -> None:
 
 
 def run_one(config, workdir: str, mode: str, num_samples: int,
-            allow_config_changes: bool = False) -> dict[str, float]:
-  """One run in ``workdir``: trained (resuming), evaluated or sampled from."""
+            allow_config_changes: bool = False, export_dir: str | None = None) -> dict[str, float]:
+  """One run in ``workdir``: trained (resuming), evaluated, sampled from or exported."""
   from research import errors
   from research.train import validation
   if mode != "train":  # checked first: validating the workdir would create it
@@ -555,6 +558,9 @@ def run_one(config, workdir: str, mode: str, num_samples: int,
     return modes.evaluate_checkpoint(config, workdir)
   if mode == "sample":
     return modes.sample_checkpoint(config, workdir, num_samples)
+  if mode == "export":
+    from research.serving import export
+    return export.export(workdir, export_dir, config=config)
   return loop.train_and_evaluate(config, workdir, allow_config_changes=allow_config_changes,
                                 config_name=flag_value(sys.argv, "config"))  # as given
 

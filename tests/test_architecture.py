@@ -19,6 +19,7 @@ LAYERS = (
     ("research.evaluators",),
     ("research.train",),
     ("research.studies",),
+    ("research.serving",),
     ("research.cli",),
 )
 

@@ -25,7 +25,7 @@ value missing is encoded to finite numbers like any other.
 
 The fit runs on a first start, on the rows of the run's ``train`` split alone (with
 ``data.folds``, the fold's training rows); its statistics are saved as readable JSON,
-``WORKDIR/tabular.json`` (no pickle), and every later run in that workdir (resume,
+``WORKDIR/tabular.json`` (plain JSON), and every later run in that workdir (resume,
 ``--mode=eval``, research/train/restore.py) applies them from that file: they are never
 refitted on other data. A config whose tabular fields disagree with the saved file is one
 line. The statistics come from scikit-learn's fitted estimators; applying them is plain
