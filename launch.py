@@ -120,22 +120,13 @@ def field_help(path: str) -> dict[str, str]:
   return helps
 
 
-def config_fields(config, prefix: str = ""):
-  """``(dotted name, value)`` of each leaf field, sorted by name as ConfigDict keeps them."""
-  import ml_collections
-  for key, value in config.items():
-    if isinstance(value, ml_collections.ConfigDict) and len(value):
-      yield from config_fields(value, f"{prefix}{key}.")
-    else:
-      yield f"{prefix}{key}", ({} if isinstance(value, ml_collections.ConfigDict) else value)
-
-
 def describe_fields(config, path: str | None) -> list[str]:
   """``field = value  # help`` per field; the help is the end-of-line comment where the
   config file (or configs/common.py, for configs built on its defaults) sets the field."""
   helps = {} if "study" in config else field_help(os.path.join(ROOT, "configs", "common.py"))
   if path:
     helps.update(field_help(path))
+  from research.cli.overrides import config_fields
   rows = [(f"{name} = {value!r}", helps.get(name, "")) for name, value in config_fields(config)]
   width = min(max((len(text) for text, _ in rows), default=0), 48)
   return [f"{text:<{width}}  # {text_help}" if text_help else text for text, text_help in rows]

@@ -53,21 +53,20 @@ def parse_argv(argv: list[str]) -> list[tuple[str, str | None]]:
   return found
 
 
-def all_paths(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
-  paths = []
-  for key in config.keys():
-    value = config[key]
-    if isinstance(value, ml_collections.ConfigDict):
-      paths += all_paths(value, f"{prefix}{key}.")
+def config_fields(config: ml_collections.ConfigDict, prefix: str = ""):
+  """``(dotted name, value)`` of each leaf field, sorted by name as ConfigDict keeps them (an
+  empty group is a leaf whose value is ``{}``)."""
+  for key, value in config.items():
+    if isinstance(value, ml_collections.ConfigDict) and len(value):
+      yield from config_fields(value, f"{prefix}{key}.")
     else:
-      paths.append(prefix + key)
-  return paths
+      yield f"{prefix}{key}", ({} if isinstance(value, ml_collections.ConfigDict) else value)
 
 
 def suggestion(path: str, config: ml_collections.ConfigDict) -> str:
   """' Did you mean X?' from the whole config: a close spelling, or the same last name in
   another group (``learning_rate`` -> ``optimizer.learning_rate``)."""
-  paths = all_paths(config)
+  paths = [name for name, _ in config_fields(config)]
   last = path.rsplit(".", 1)[-1]
   close = difflib.get_close_matches(path, paths, n=3, cutoff=0.75)
   close += [p for p in paths if p.rsplit(".", 1)[-1] == last and p not in close]

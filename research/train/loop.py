@@ -92,17 +92,11 @@ def learning_rate_fn(config: ml_collections.ConfigDict, adaptor, num_steps: int)
   optimizer's optax schedule: the update of step N uses the schedule at N - 1 (at
   (N - 1) // K with ``accumulate_steps=K``: the update its gradients go to)."""
   k = config.optimizer.accumulate_steps
-  rates = getattr(adaptor, "learning_rates", None)  # replicas: each its own
+  rates = adaptor.learning_rates  # replicas: each its own; one run: None
   schedule = optim.make_schedule(config.optimizer, -(-num_steps // k),
                                  None if rates is None else np.asarray(rates, np.float32))
   at = jax.jit(lambda step: schedule((step - 1) // k))
   return lambda step: np.asarray(at(step))
-
-
-def hparams(config: ml_collections.ConfigDict) -> dict:
-  """The config's fields flattened (``optimizer.learning_rate``, ``model.name``, ...), without
-  the machine-local ones (workdir.MACHINE_FIELDS)."""
-  return workdir_lib.flat_fields(config)
 
 
 def write_images(writer, workdir: str, step: int, grids: dict[str, np.ndarray]) -> None:
@@ -128,7 +122,8 @@ def train(exp: experiment.Experiment, step_hook: Callable[[int], None] | None = 
   if start_step > 0 and resumed_from is not None:
     clock.before = resumed_from.get(WALL_TIME, 0.0)
   if start_step == 0:
-    writer.write_hparams(hparams(config))
+    # the config flattened (optimizer.learning_rate, model.name, ...), less MACHINE_FIELDS
+    writer.write_hparams(workdir_lib.flat_fields(config))
   learning_rate = learning_rate_fn(config, exp.adaptor, num_steps)
   # ReportProgress counting steps wants every step; calls of several steps report by time.
   # It writes steps_per_sec and uptime records; the console's lines are ``progress``'s.

@@ -29,6 +29,7 @@ class Single:
   seed: int
 
   seeds = None  # the feed reads one data order (the config's seed)
+  learning_rates = None  # the optimizer's own (config.optimizer.learning_rate)
 
   def batched_init(self, init_fn):
     """``init_fn(seed, example) -> TrainState`` as a pure ``init(example)``."""
