@@ -20,6 +20,7 @@ Exit status (each failure is one line on stderr):
   75  stopped by SIGTERM/SIGINT after writing a checkpoint: rerun to resume
 """
 import contextlib
+import dataclasses
 import os
 import sys
 
@@ -203,10 +204,11 @@ class PlainInfo:
     return record.getMessage() if record.levelno == 20 else self._formatter.format(record)
 
 
-def quiet_noise() -> None:
+def quiet_noise(tfds_bars: bool = False) -> None:
   """The run's console: INFO lines from this repository only; no backend probe warnings
-  (``Unable to initialize backend 'tpu'``); TFDS progress bars only on a terminal. Runs
-  before JAX starts its backend (or joins a multi-process job)."""
+  (``Unable to initialize backend 'tpu'``); TFDS progress bars only on a terminal (unless
+  ``tfds_bars``: a server, which imports no TFDS). Runs before JAX starts its backend (or
+  joins a multi-process job)."""
   import logging as std_logging
   from absl import logging
   std_logging.getLogger("jax._src.xla_bridge").setLevel(std_logging.ERROR)
@@ -214,7 +216,7 @@ def quiet_noise() -> None:
   handler.addFilter(QuietLibraries())
   handler.setFormatter(PlainInfo(handler.python_handler.formatter or std_logging.Formatter()))
   logging.set_verbosity(logging.INFO)
-  if not (sys.stdout.isatty() and sys.stderr.isatty()):  # bars in files: \r and [A escapes
+  if not (tfds_bars or sys.stdout.isatty() and sys.stderr.isatty()):  # bars in files: \r, [A
     import tensorflow_datasets as tfds
     tfds.disable_progress_bar()
 
@@ -344,9 +346,13 @@ def one_line_flag_errors(parse, *args, **kwargs):
   except flags.Error as e:
     fail(one_line(e))
   except (AttributeError, KeyError) as e:  # ml_collections: no such field
-    fail(f"bad --config override: no field {one_line(e)}")
+    fail(f"bad {override_kind()} override: no field {one_line(e)}")
   except (TypeError, ValueError) as e:  # ml_collections: a value of the wrong type
-    fail(f"bad --config override: {one_line(e)}")
+    fail(f"bad {override_kind()} override: {one_line(e)}")
+
+
+def override_kind() -> str:
+  return "--serve" if flag_value(sys.argv, "mode") == "serve" else "--config"
 
 
 def check_overrides(argv: list[str], path: str | None, recorded) -> None:
@@ -456,15 +462,18 @@ def main() -> None:
                       "Where checkpoints, metrics and images go (default workdirs/CONFIG[_ARG]); "
                       "rerunning resumes. --mode=eval and sample read its config.json when "
                       "--config is not given.")
-  flags.DEFINE_enum("mode", "train", ["train", "eval", "sample", "export"],
+  flags.DEFINE_enum("mode", "train", ["train", "eval", "sample", "export", "serve"],
                     "train (resuming from the workdir's checkpoints), eval: the newest "
                     "checkpoint's validation and test metrics (for VAEs the test NLL), "
                     "sample: --num_samples images from the newest checkpoint "
-                    "(generative models), written to WORKDIR/samples, or export: the newest "
-                    "checkpoint as a served model in --export_dir (research/serving); "
-                    "none of them trains.")
+                    "(generative models), written to WORKDIR/samples, export: the newest "
+                    "checkpoint as a served model in --export_dir (research/serving), or "
+                    "serve: --export_dir over HTTP (research/serving/server.py); none of "
+                    "them trains.")
   flags.DEFINE_integer("num_samples", 64, "Images that --mode=sample draws.")
-  flags.DEFINE_string("export_dir", None, "Where --mode=export writes (default WORKDIR/export).")
+  flags.DEFINE_string("export_dir", None, "Where --mode=export writes (default WORKDIR/export); "
+                      "what --mode=serve serves (several: comma-separated).")
+  serve_options = define_serve_flags(argv) if flag_value(argv, "mode") == "serve" else None
   flags.DEFINE_bool("list_configs", False,
                     "List every config (configs/*.py, configs/studies/*.py) with the first line "
                     "of its docstring (its command and result), and exit.")
@@ -491,6 +500,9 @@ def main() -> None:
     FLAGS = flags.FLAGS
     if FLAGS.list_configs:
       print_configs()
+      return
+    if serve_options is not None and not help_flags:
+      serve(FLAGS, serve_options.value)
       return
     if help_flags:
       print_help("--helpfull" in help_flags, FLAGS.config, path, run_name)
@@ -531,6 +543,54 @@ def main() -> None:
       fail(f"gate missed: {config.gate} does not hold", EXIT_GATE_MISSED)
 
   app.run(run, argv=argv, flags_parser=parse_flags)
+
+
+def define_serve_flags(argv: list[str]):
+  """--mode=serve's flags; its options as --serve.FIELD (research/serving/server.py Options)."""
+  from absl import flags
+  from ml_collections import config_flags
+  from research.serving import server
+  check_serve_options(argv, [f.name for f in dataclasses.fields(server.Options)])
+  flags.DEFINE_string("monitor_dir", None, "--mode=serve: a VAE export trained on the same data, "
+                      "served too, whose -ELBO of every input is a drift test.")
+  flags.DEFINE_string("host", "127.0.0.1", "--mode=serve: the address to listen on "
+                      "(0.0.0.0: every interface).")
+  flags.DEFINE_integer("port", server.DEFAULT_PORT, "--mode=serve: the port.")
+  flags.DEFINE_string("model_name", None, "--mode=serve: the name in /v1/models/NAME "
+                      "(default the export's config name; several: comma-separated).")
+  return one_line_flag_errors(
+      config_flags.DEFINE_config_dataclass, "serve", server.Options(),
+      "--mode=serve options: batching (max_batch_size, batch_sizes, batch_timeout_ms, "
+      "batching), limits (max_request_bytes, max_instances) and the drift monitor "
+      "(drift_window, drift_stride, drift_alpha, monitor), as --serve.FIELD=VALUE.",
+      sys_argv=argv)
+
+
+def check_serve_options(argv: list[str], names: list[str]) -> None:
+  """Each --serve.NAME names an option: one line with the closest names otherwise."""
+  import difflib
+  for arg in argv[1:]:
+    if arg.startswith("--serve."):
+      name = arg[len("--serve."):].partition("=")[0]
+      if name not in names:
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        fail(f"--serve.{name}: no such serving option{hint} (they are {', '.join(names)})")
+
+
+def serve(FLAGS, options) -> None:
+  from research.serving import runtime, server
+  if not FLAGS.export_dir:
+    fail("--mode=serve needs --export_dir=DIR: a folder written by --mode=export")
+  quiet_noise(tfds_bars=True)
+  directories = FLAGS.export_dir.split(",")
+  names = FLAGS.model_name.split(",") if FLAGS.model_name else None
+  if names is not None and len(names) != len(directories):
+    fail(f"--model_name has {len(names)} names for {len(directories)} export directories")
+  try:
+    server.serve(directories, FLAGS.monitor_dir, FLAGS.host, FLAGS.port, options, names)
+  except (runtime.ExportError, ValueError, OSError) as e:
+    fail(one_line(e))
 
 
 def run_one(config, workdir: str, mode: str, num_samples: int,

@@ -19,7 +19,7 @@ EXPORT_DIR holds
                   label names, preprocessing files, the platforms exported for, the default key
   tabular.json / tokenizer.json   the workdir's host-side preprocessing, for raw rows or texts
   reference.json  what a drift monitor compares live traffic with, from the validation split:
-                  the score (classifiers: the max probability; VAEs: -ELBO) as a sample,
+                  the score (classifiers: the max probability's log-odds; VAEs: -ELBO) as a sample,
                   quantiles and decile bins; the predicted classes' fractions; per input
                   column (tabular) or per input (its per-example mean) the same bins
   runtime.py      a copy of research/serving/runtime.py (``import runtime`` from the folder)
@@ -41,7 +41,7 @@ from jax import export as jax_export
 
 from research import errors
 from research.data import pipeline, preprocess, splits, tabular, text
-from research.serving import runtime
+from research.serving import drift, runtime
 from research.core import state as state_lib
 from research.tasks import base as tasks_base
 from research.train import restore as restore_lib, workdir as workdir_lib
@@ -102,7 +102,22 @@ def make_function(run, state, name: str, options: dict):
     preprocess_key, predict_key = jax.random.split(key)
     return fn(variables["params"], variables["model_state"], preprocess_fn(inputs, preprocess_key),
               predict_key, **options)
+  if tasks_base.LATENT in run.task.capabilities:  # random binarization and posterior samples
+    return per_example(predict), leaves, treedef
   return predict, leaves, treedef
+
+
+def per_example(fn):
+  """``fn(param_leaves, inputs, key)`` applied to each example alone, every example with the
+  same ``key`` (common random numbers): an example's output is a function of that example
+  and the key, never of the batch a server put it in. Each example's output equals ``fn``
+  on a batch of that example alone."""
+  def each(param_leaves, inputs, key):
+    def one(example):
+      out = fn(param_leaves, jax.tree.map(lambda v: v[None], example), key)
+      return jax.tree.map(lambda v: v[0], out)
+    return jax.vmap(one)(inputs)
+  return each
 
 
 def export_one(fn, leaves, spec: dict, platforms) -> tuple[jax_export.Exported, tuple]:
@@ -180,34 +195,38 @@ def column_summaries(config, raw: dict) -> dict:
   return out
 
 
-def reference_statistics(run, names: tuple[str, ...], replica: int | None) -> dict:
+def reference_statistics(run, functions: dict, leaves, names: tuple[str, ...],
+                         key: np.ndarray) -> dict:
   """What a drift monitor needs, from the run's validation split (its training split when
-  the config has none)."""
+  the config has none), scored by the exported ``functions`` with the export's key: the
+  numbers a server computes for those inputs."""
   config = run.config
   split = "val" if config.data.get("val_split") or splits.uses_folds(config.data) else "train"
   data = splits.RunData(config.data, run.workdir, config.eval_batch_size)
   arrays = data.arrays(split)
   inputs = {k: arrays[k] for k in names}
   classifier = tasks_base.LATENT not in run.task.capabilities
-  key, outputs = state_lib.run_rngs(config.seed)["eval"], []
-  size = pipeline.num_examples(inputs)
-  for i, start in enumerate(range(0, size, config.eval_batch_size)):
+  score_fn = jax.jit(functions["probs" if classifier else "elbo"])
+  size, outputs = pipeline.num_examples(inputs), []
+  for start in range(0, size, config.eval_batch_size):
     batch = {k: v[start:start + config.eval_batch_size] for k, v in inputs.items()}
-    name = "probs" if classifier else "elbo"
-    outputs.append(run.predict(name, batch, jax.random.fold_in(key, i), replica=replica))
+    outputs.append(np.asarray(score_fn(leaves, batch, key)))
   out = np.concatenate(outputs)
   reference = {"split": split, "split_spec": config.data.get(f"{split}_split"), "examples": size}
   if classifier:
-    reference["score"] = {"name": "confidence", "of": "probs",
-                          "definition": "max probability per example", **summary(out.max(-1))}
-    if tasks_base.MULTILABEL in run.task.capabilities:
+    multilabel = tasks_base.MULTILABEL in run.task.capabilities
+    reference["score"] = {"name": "confidence", "of": "probs", "multilabel": multilabel,
+                          "definition": "the max probability's log-odds per example "
+                          "(research/serving/drift.py confidence)",
+                          **summary(drift.confidence(out, multilabel))}
+    if multilabel:
       reference["positive_rate"] = [float(v) for v in (out > 0.5).mean(0)]
     else:
       reference["predicted_fractions"] = [
           float(v) for v in np.bincount(out.argmax(-1), minlength=out.shape[-1]) / len(out)]
   else:
     reference["score"] = {"name": "neg_elbo", "of": "elbo", "definition": "-ELBO per example "
-                          "(nats), the run's evaluation key", **summary(-out)}
+                          "(nats), the export's key", **summary(-out)}
   if tabular.is_tabular(config.data):
     reference["columns"] = column_summaries(config, raw_split(config, split))
   else:
@@ -324,7 +343,7 @@ def export(workdir: str, export_dir: str | None = None, step: int | None = None,
       "eval_key": [int(v) for v in key], "jax_version": jax.__version__,
       "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
   }
-  reference = reference_statistics(run, tuple(spec), replica)
+  reference = reference_statistics(run, built, leaves, tuple(spec), key)
   with open(os.path.join(export_dir, runtime.REFERENCE_FILE), "w") as f:
     json.dump(reference, f)
   shutil.copyfile(runtime.__file__, os.path.join(export_dir, "runtime.py"))

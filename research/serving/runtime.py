@@ -140,7 +140,7 @@ class Served:
     if os.path.exists(reference):
       with open(reference) as f:
         self.reference = json.load(f)
-    self._exported = {}
+    self._exported, self._compiled, self._device_params = {}, {}, None
 
   def exported(self, name: str) -> jax_export.Exported:
     if name not in self.functions:
@@ -172,18 +172,31 @@ class Served:
       out[name] = value.astype(dtype)
     return out
 
-  def predict(self, name: str, raw, rng=None):
-    """Function ``name`` on a batch of raw inputs (numpy). ``rng``: the uint32 (2,) key of
-    random preprocessing (dynamic binarization) and sampling; default the run's
-    evaluation key, as research/train/restore.py uses."""
-    inputs = self.encode(raw)
+  def compiled(self, name: str):
+    """Function ``name`` jitted: compiled once per batch size, the parameters kept on the
+    device between calls."""
+    if name not in self._compiled:
+      self._compiled[name] = jax.jit(self.exported(name).call)
+    if self._device_params is None:
+      self._device_params = jax.device_put(self.params)
+    return self._compiled[name]
+
+  def call(self, name: str, inputs: dict, rng=None):
+    """Function ``name`` on inputs already encoded (``encode``), as numpy."""
     if rng is None:
       rng = self.meta["eval_key"]
     elif jax.dtypes.issubdtype(jax.numpy.asarray(rng).dtype, jax.dtypes.prng_key):
       rng = jax.random.key_data(rng)  # a typed key: its uint32 data
-    key = np.asarray(rng, np.uint32)
-    out = self.exported(name).call(self.params, inputs, key)
+    out = self.compiled(name)(self._device_params, inputs, np.asarray(rng, np.uint32))
     return jax.tree.map(np.asarray, out)
+
+  def predict(self, name: str, raw, rng=None):
+    """Function ``name`` on a batch of raw inputs (numpy). ``rng``: the uint32 (2,) key of
+    random preprocessing (dynamic binarization) and sampling; default the run's
+    evaluation key, as research/train/restore.py uses. A VAE's functions see each example
+    alone with that key (research/serving/export.py ``per_example``): an output never
+    depends on the other examples of the batch."""
+    return self.call(name, self.encode(raw), rng)
 
 
 def load(directory: str) -> Served:
