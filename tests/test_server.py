@@ -206,7 +206,8 @@ def test_drift_flags_noised_digits_within_one_window_and_not_clean_ones(exports,
       0, 128, images[:WINDOW].shape), 0, 255)
   with client(url) as http:
     before = drift_state(http)
-    assert set(before["tests"]) == {"confidence", "predicted_class", "input:image", "generative"}
+    assert set(before["tests"]) == {"confidence", "confidence_tail", "predicted_class",
+                                    "input:image", "generative", "generative_tail"}
     http.post("/v1/models/cnn_digits/drift/reset")
     for i in range(0, len(clean), 4):
       post(http, "cnn_digits", {"instances": clean[i:i + 4].tolist()})
@@ -217,13 +218,14 @@ def test_drift_flags_noised_digits_within_one_window_and_not_clean_ones(exports,
       post(http, "cnn_digits", {"instances": noised[i:i + 4].tolist()})
     flagged = drift_state(http)
     assert flagged["drift"] is True and flagged["alarms"] > quiet["alarms"], flagged["last_check"]
-    assert "generative" in flagged["last_check"]["failing"]
+    assert {"generative", "generative_tail"} & set(flagged["last_check"]["failing"])
     assert flagged["examples"] - quiet["examples"] <= WINDOW  # within one window of the switch
     metrics = {(s.name, s.labels.get("test")): s.value
                for f in parser.text_string_to_metric_families(http.get("/metrics").text)
                for s in f.samples if s.labels.get("model") == "cnn_digits"}
   assert metrics[("drift_flagged", None)] == 1.0
-  assert metrics[("drift_p_value", "generative")] < OPTIONS.drift_alpha / 4
+  assert min(metrics[("drift_p_value", "generative")],
+             metrics[("drift_p_value", "generative_tail")]) < OPTIONS.drift_alpha / 6
   assert metrics[("drift_alarms_total", None)] >= 1
 
 
@@ -236,7 +238,7 @@ def test_the_tests_hold_their_false_alarm_rate_and_detect_a_shift():
   edges = np.quantile(ref_values, np.linspace(0, 1, 11))
   categories = np.array(["a", "b", "c"])
   cat_p = np.array([0.5, 0.3, 0.2])
-  tests = {"score": drift.KSTest(ref_values),
+  tests = {"score": drift.KSTest(ref_values), "tail": drift.TailTest(ref_values, 0.99),
            "numeric": drift.BinnedTest(drift.numeric_binner(edges, True),
                                        [*np.full(10, 0.095), 0.05], 2000),
            "category": drift.column_test({"kind": "categorical", "missing_fraction": 0.0,
@@ -247,15 +249,29 @@ def test_the_tests_hold_their_false_alarm_rate_and_detect_a_shift():
   def stream(size, shift=0.0):
     numeric = rng.normal(size=size) + shift
     numeric[rng.random(size) < 0.05] = np.nan
-    return {"score": rng.normal(size=size) + shift, "numeric": numeric,
+    score = rng.normal(size=size) + shift
+    return {"score": score, "tail": score, "numeric": numeric,
             "category": rng.choice(categories, size, p=cat_p)}
   results = [c for _ in range(checks) for c in monitor.observe(stream(window))]
   assert len(results) == checks == monitor.checks
   rate = np.mean([c.drift for c in results])
   assert rate <= alpha + 3 * np.sqrt(alpha * (1 - alpha) / checks), rate
-  assert monitor.threshold == alpha / 3
+  assert monitor.threshold == alpha / 4
   shifted = monitor.observe(stream(window, shift=0.5))
   assert len(shifted) == 1 and shifted[0].drift and {"score", "numeric"} <= set(shifted[0].failing())
+
+
+def test_the_tail_test_catches_a_few_far_off_examples_that_ks_misses():
+  rng = np.random.default_rng(1)
+  reference = rng.normal(size=2000)
+  window = rng.normal(size=500)
+  window[:25] = rng.normal(8.0, 1.0, 25)  # 5% from far away
+  assert drift.KSTest(reference)(window)["p_value"] > 0.01
+  tail = drift.TailTest(reference, 0.99)(window)
+  assert tail["p_value"] < 1e-6 and tail["statistic"] >= 0.05
+  table = [[int((window > np.quantile(reference, 0.99)).sum()), 0], [20, 1980]]
+  table[0][1] = 500 - table[0][0]
+  assert tail["p_value"] == pytest.approx(stats.fisher_exact(table, alternative="greater")[1])
 
 
 def test_binned_test_and_psi_against_scipy_and_the_formula():
@@ -345,3 +361,11 @@ def test_confidence_is_the_max_probabilitys_log_odds_without_ties_at_one():
   assert probs[2].max() == probs[3].max() == 1.0  # float32 rounds both to 1.0
   assert got[2] == pytest.approx(40.0 - np.log(1.0 + np.e), rel=1e-5)
   assert got[3] == pytest.approx(30.0 - np.log(2.0), rel=1e-5) and got[2] > got[3]
+
+
+def test_model_names_are_url_segments():
+  def named(config):
+    return server.model_name(type("Served", (), {"meta": {"config": config}}))
+  assert named("logreg:penguins") == "logreg_penguins" and named("cnn") == "cnn"
+  assert named("/tmp/search/best_config.py") == "best_config"
+  assert named("configs/cnn.py:dataset=digits") == "cnn_dataset_digits"

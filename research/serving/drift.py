@@ -8,10 +8,13 @@ reference's:
                    it, so the same test, but without the ties at 1.0 that float32
                    probabilities of a confident model have); two-sample Kolmogorov-Smirnov
                    test (``scipy.stats.ks_2samp``) against the reference sample
+  confidence_tail  the same values: more below the reference's 1% quantile than it has
+                   (Fisher's exact test, one-sided: ``TailTest``)
   predicted_class  the predicted classes' counts; chi-square test of homogeneity
                    (``scipy.stats.chi2_contingency``) against the reference fractions
   generative       a VAE's -ELBO of the same inputs (its own export, trained on the same
                    training data, ``generative=``); KS against that export's reference sample
+  generative_tail  the same values: more above the reference's 99% quantile than it has
   COLUMN           tabular inputs, per raw column: numeric values in the reference's decile
                    bins (plus a missing bin), categories (plus missing and unseen); chi-square
                    test, with the population stability index as the size of the shift
@@ -37,6 +40,7 @@ STRIDE = 50
 ALPHA = 0.01
 PSI_EPS = 1e-4  # fractions floored here in the PSI (an empty bin would make it infinite)
 HISTORY = 100  # alarms kept for the drift endpoint
+TAIL = 0.01  # the tail tests' reference quantile (confidence: low; VAE -ELBO: high)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +87,34 @@ class KSTest:
     values = values[np.isfinite(values)]
     result = stats.ks_2samp(values, self.reference)
     return {"statistic": float(result.statistic), "p_value": float(result.pvalue)}
+
+
+class TailTest:
+  """More window values beyond the reference's ``quantile`` (above it, or below for
+  ``upper=False``) than the reference has: Fisher's exact test on the 2 x 2 table
+  (``scipy.stats.fisher_exact``, one-sided). A small fraction of far-off examples (5% of
+  the traffic from another dataset) barely moves the KS distance, whose floor is about
+  0.08 for a window of 500; here each such example counts."""
+  kind = "tail"
+
+  def __init__(self, reference_sample, quantile: float, upper: bool = True):
+    reference = np.asarray(reference_sample, np.float64)
+    self.upper = upper
+    self.cut = float(np.quantile(reference, quantile))
+    self.reference_beyond = int(self.beyond(reference).sum())
+    self.reference_count = len(reference)
+
+  def beyond(self, values: np.ndarray) -> np.ndarray:
+    return values > self.cut if self.upper else values < self.cut
+
+  def __call__(self, values: np.ndarray) -> dict:
+    values = np.asarray(values, np.float64)
+    values = values[np.isfinite(values)]
+    k = int(self.beyond(values).sum())
+    table = [[k, len(values) - k],
+             [self.reference_beyond, self.reference_count - self.reference_beyond]]
+    _, p_value = stats.fisher_exact(table, alternative="greater")
+    return {"statistic": k / max(len(values), 1), "p_value": float(p_value)}
 
 
 class BinnedTest:
@@ -153,12 +185,13 @@ def reference_tests(reference: dict, generative: dict | None = None) -> dict:
   score = reference["score"]
   if score["name"] == "confidence":
     tests["confidence"] = KSTest(score["sample"])
+    tests["confidence_tail"] = TailTest(score["sample"], TAIL, upper=False)
     if "predicted_fractions" in reference:
       fractions = reference["predicted_fractions"]
       tests["predicted_class"] = BinnedTest(
           lambda classes: np.asarray(classes, np.int64), fractions, reference["examples"])
   else:
-    tests["generative"] = KSTest(score["sample"])
+    tests.update(generative_tests(score["sample"]))
   for column, summary in reference.get("columns", {}).items():
     summary = {**summary, "count_rows": reference["examples"]}
     tests[column] = column_test(summary)
@@ -167,8 +200,13 @@ def reference_tests(reference: dict, generative: dict | None = None) -> dict:
       tests[f"input:{name}"] = BinnedTest(numeric_binner(summary["bin_edges"], False),
                                           summary["bin_fractions"], summary["count"])
   if generative is not None:
-    tests["generative"] = KSTest(generative["score"]["sample"])
+    tests.update(generative_tests(generative["score"]["sample"]))
   return tests
+
+
+def generative_tests(sample) -> dict:
+  """A VAE's -ELBO: its distribution (KS) and its high tail (inputs the VAE finds unlikely)."""
+  return {"generative": KSTest(sample), "generative_tail": TailTest(sample, 1 - TAIL)}
 
 
 def traffic_values(tests: dict, probs=None, inputs: dict | None = None,
@@ -178,11 +216,11 @@ def traffic_values(tests: dict, probs=None, inputs: dict | None = None,
   the generative monitor's ``neg_elbo``."""
   values = {}
   for name, test in tests.items():
-    if name == "confidence":
+    if name in ("confidence", "confidence_tail"):
       values[name] = confidence(probs, multilabel)
     elif name == "predicted_class":
       values[name] = np.asarray(probs).argmax(-1)
-    elif name == "generative":
+    elif name in ("generative", "generative_tail"):
       values[name] = np.asarray(neg_elbo, np.float64)
     elif name.startswith("input:"):
       v = np.asarray(inputs[name[len("input:"):]])

@@ -24,6 +24,7 @@ failures) with ``{"error": "one line"}``, and the server keeps serving.
 import asyncio
 import dataclasses
 import json
+import os
 import queue
 import re
 import threading
@@ -57,7 +58,10 @@ class Options:
 
 
 def model_name(served: runtime.Served) -> str:
-  return re.sub(r"[^\w.-]+", "_", served.meta.get("config") or "model")
+  """The export's config name (a config file: its name without .py), as a URL segment."""
+  config, _, arg = (served.meta.get("config") or "model").partition(":")
+  config = os.path.splitext(os.path.basename(config))[0] if config.endswith(".py") else config
+  return re.sub(r"[^\w.-]+", "_", f"{config}:{arg}" if arg else config)
 
 
 class Metrics:
