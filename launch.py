@@ -15,13 +15,19 @@ Exit status (each failure is one line on stderr):
   0   done, and the config's gate (if any) met
   1   the gate missed
   2   a usage, config or data error: nothing was trained
-  3   training diverged (non-finite loss, gradient or parameters); the last good
-      checkpoint is kept
-  75  stopped by SIGTERM/SIGINT after writing a checkpoint: rerun to resume
+  3   training diverged (non-finite loss, gradient or parameters, or final metrics); the
+      last good checkpoint is kept
+  73  the workdir is in use by another live run: nothing was written
+  74  a write to the workdir failed (full disk, read-only or removed folder): what was
+      written before is intact; free space and rerun to resume
+  75  stopped by SIGTERM/SIGINT (in training after writing a checkpoint; in start-up or the
+      final evaluation with the checkpoints so far): rerun to resume
 """
 import contextlib
 import dataclasses
+import errno
 import os
+import signal
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF, when it runs, only reads data
@@ -34,12 +40,53 @@ if os.getcwd() not in sys.path:  # dotted names (--config.model.name=my_pkg.my_m
 EXIT_GATE_MISSED = 1
 EXIT_USER_ERROR = 2
 EXIT_DIVERGED = 3
+EXIT_WORKDIR_IN_USE = 73  # EX_CANTCREAT
+EXIT_STORAGE = 74  # EX_IOERR
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: try again
+# A failed write that is the disk's or the folder's fault, not a bug: one line, EXIT_STORAGE.
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO,
+                  errno.ENOTDIR, errno.ENOENT, errno.EACCES, errno.EPERM)
 
 
 def fail(message: str, status: int = EXIT_USER_ERROR):
   print(f"error: {message}", file=sys.stderr)
   sys.exit(status)
+
+
+def exit_now(message: str, status: int):
+  """``fail`` for a run that may have library threads left (orbax's of a failed write wait
+  forever; TF's may crash at shutdown): the line, flushed, then exit without joining them.
+  Everything the run keeps was flushed by its own cleanup before the error reached here."""
+  print(f"error: {message}", file=sys.stderr)
+  for stream in (sys.stdout, sys.stderr):
+    stream.flush()
+  os._exit(status)
+
+
+class LibraryThreadErrors:
+  """``sys.excepthook`` that keeps the main thread's tracebacks but puts an exception that a
+  library's native thread prints (tensorstore's callbacks of a failed write: "Event loop is
+  closed", once per chunk) on one line, each kind once: the run's own error line says what
+  failed."""
+
+  def __init__(self):
+    self._seen = set()
+
+  def __call__(self, kind, value, tb):
+    import threading
+    if threading.current_thread() is threading.main_thread():
+      sys.__excepthook__(kind, value, tb)
+      return
+    line = f"{kind.__name__}: {' '.join(str(value).split())[:200]}"
+    if line not in self._seen:
+      self._seen.add(line)
+      print(f"warning: a library thread failed: {line}", file=sys.stderr)
+
+
+def stop_before_start(signum, frame):
+  """SIGTERM/SIGINT while the flags are parsed, before anything is written."""
+  fail(f"stopped by {signal.Signals(signum).name} during start-up, before anything was "
+       f"written; rerun the same command", EXIT_PREEMPTED)
 
 
 def available_configs() -> list[str]:
@@ -190,7 +237,10 @@ class QuietLibraries:
   def filter(self, record) -> bool:
     if any(path in record.pathname and text in record.getMessage() for path, text in self.NOISE):
       return False
-    return record.levelno > 20 or record.pathname.startswith(self.OWN)
+    own = record.pathname.startswith(self.OWN)
+    if not own and record.exc_info:  # e.g. orbax's threads of a failed write: the run's own
+      record.exc_info = record.exc_text = None  # error line says what failed, once
+    return record.levelno > 20 or own
 
 
 class PlainInfo:
@@ -386,8 +436,12 @@ def apply_xla_flags(config) -> None:
 
 def exit_status(error: Exception) -> int:
   from research import errors
-  if isinstance(error, errors.Preempted):
+  if isinstance(error, (errors.Preempted, errors.Interrupted)):
     return EXIT_PREEMPTED
+  if isinstance(error, errors.WorkdirInUse):
+    return EXIT_WORKDIR_IN_USE
+  if isinstance(error, errors.StorageError):
+    return EXIT_STORAGE
   if isinstance(error, errors.NonFiniteError):
     return EXIT_DIVERGED
   return EXIT_USER_ERROR
@@ -434,6 +488,8 @@ def dry_run(config, path: str | None, name: str, workdir: str) -> None:
 
 
 def main() -> None:
+  for signum in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(signum, stop_before_start)
   args = sys.argv[1:]
   help_flags = [a for a in args if a in HELP_FLAGS]
   argv, run_name, path = resolve_config_flag([sys.argv[0], *(a for a in args
@@ -514,7 +570,9 @@ def main() -> None:
       dry_run(config, path, run_name, workdir)
       return
 
-    from research.core import distributed
+    from research.core import distributed, preemption
+    preemption.interrupt_on_signals()
+    sys.excepthook = LibraryThreadErrors()
     apply_xla_flags(config)
     quiet_noise()
     distributed.initialize(distributed.Cluster(
@@ -535,7 +593,11 @@ def main() -> None:
         results = run_one(config, workdir, FLAGS.mode, FLAGS.num_samples,
                           FLAGS.allow_config_changes, FLAGS.export_dir)
     except errors.UserError as e:
-      fail(str(e), exit_status(e))
+      exit_now(str(e), exit_status(e))
+    except OSError as e:
+      if e.errno not in STORAGE_ERRNOS:
+        raise
+      exit_now(str(errors.storage_error("writing", e.filename or workdir, e)), EXIT_STORAGE)
     if main_process:
       print("results: " + ", ".join(f"{k}={v:.5g}" if isinstance(v, (int, float)) else f"{k}={v}"
                                     for k, v in sorted(results.items())), flush=True)
@@ -583,6 +645,9 @@ def serve(FLAGS, options) -> None:
   if not FLAGS.export_dir:
     fail("--mode=serve needs --export_dir=DIR: a folder written by --mode=export")
   quiet_noise(tfds_bars=True)
+  # uvicorn handles both signals while it serves and then re-raises them: default handlers.
+  signal.signal(signal.SIGTERM, signal.SIG_DFL)
+  signal.signal(signal.SIGINT, signal.default_int_handler)
   directories = FLAGS.export_dir.split(",")
   names = FLAGS.model_name.split(",") if FLAGS.model_name else None
   if names is not None and len(names) != len(directories):
@@ -604,7 +669,10 @@ def run_one(config, workdir: str, mode: str, num_samples: int,
       raise errors.UserError(f"no checkpoint in {directory}: train first, or pass the "
                              f"--workdir of a trained run")
   validation.validate(config, workdir)  # before the heavy imports: bad configs fail fast
+  from research.core import preemption
   from research.train import loop, modes
+  if mode != "train":
+    preemption.set_phase(f"--mode={mode}")
   if mode == "eval":
     return modes.evaluate_checkpoint(config, workdir)
   if mode == "sample":

@@ -83,6 +83,9 @@ def test_a_changed_config_is_refused_unless_allowed_and_then_recorded(data_dir, 
   # Where the data is read from is not part of what a run computes.
   config.data.data_dir = data_dir + "/"
   assert loop.train_and_evaluate(config, str(tmp_path)) == results
+  config.total_steps = 15  # below the checkpoint's step: refused, not reported as step 20
+  with pytest.raises(errors.ConfigError, match="is at step 20, past this config's last step 15"):
+    loop.train_and_evaluate(config, str(tmp_path), allow_config_changes=True)
 
 
 def test_same_seed_gives_identical_metrics_and_another_seed_differs(data_dir, tmp_path):

@@ -3,6 +3,8 @@ import re
 
 from research import errors
 
+EXAMPLES = "'test/accuracy>=0.99' or 'test/neg_elbo<=100'"
+
 
 def parse(gate: str):
   """``"test/accuracy>=0.99"`` -> (metric, op, threshold); ``""`` -> None."""
@@ -10,8 +12,12 @@ def parse(gate: str):
     return None
   match = re.fullmatch(r"\s*([\w/]+)\s*(>=|<=)\s*([-+\deE.]+)\s*", gate)
   if not match:
-    raise errors.ConfigError(f"gate must look like 'test/accuracy>=0.99' or 'test/neg_elbo<=100', not {gate!r}")
-  return match[1], match[2], float(match[3])
+    raise errors.ConfigError(f"gate must look like {EXAMPLES}, not {gate!r}")
+  try:
+    return match[1], match[2], float(match[3])
+  except ValueError:
+    raise errors.ConfigError(f"gate={gate!r} is not allowed; its threshold {match[3]!r} must be "
+                             f"a number, e.g. {EXAMPLES}") from None
 
 
 def check(gate: str, results: dict) -> bool | None:

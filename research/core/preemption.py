@@ -1,8 +1,10 @@
 """Stopping cleanly on SIGTERM/SIGINT: the loop finishes its step, checkpoints and exits.
 
 Cloud schedulers preempt with SIGTERM (and a grace period); Ctrl-C sends SIGINT.
-The first signal asks the loop to stop at the next step boundary; a second one
-exits at once.
+Inside the training loop (``SignalWatcher``) the first signal asks the loop to stop at the
+next step boundary; outside it (start-up, restore, compilation, the final evaluation), once
+``interrupt_on_signals`` is on, the first signal raises errors.Interrupted naming the phase
+(``set_phase``). Either way a second signal exits at once.
 """
 import os
 import signal
@@ -13,7 +15,33 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
+from research import errors
+
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_phase = ["start-up"]  # what the process does outside the loop, for errors.Interrupted
+
+
+def set_phase(name: str) -> None:
+  """Names what the process does now (``"the final evaluation"``) for errors.Interrupted."""
+  _phase[0] = name
+
+
+def _exit_at_once(signum, frame):
+  os._exit(128 + signum)
+
+
+def _interrupt(signum, frame):
+  for s in SIGNALS:  # the exception unwinds through cleanup; a second signal cuts it short
+    signal.signal(s, _exit_at_once)
+  raise errors.Interrupted(signal.Signals(signum).name, _phase[0])
+
+
+def interrupt_on_signals() -> None:
+  """From now on a SIGTERM/SIGINT outside the training loop raises errors.Interrupted in the
+  main thread (at its next Python bytecode: a running XLA compilation finishes first)."""
+  if threading.current_thread() is threading.main_thread():
+    for s in SIGNALS:
+      signal.signal(s, _interrupt)
 
 
 class SignalWatcher:
@@ -25,7 +53,7 @@ class SignalWatcher:
 
   def _handle(self, signum, frame):
     if self.signal_name is not None:
-      os._exit(128 + signum)
+      _exit_at_once(signum, frame)
     self.signal_name = signal.Signals(signum).name
     logging.warning("%s received: stopping after this step (send it again to exit at once).",
                     self.signal_name)
@@ -36,8 +64,8 @@ class SignalWatcher:
     return self
 
   def __exit__(self, *exc):
-    for s, handler in self._previous.items():
-      signal.signal(s, handler)
+    for s, handler in self._previous.items():  # after a stop, a second signal exits at once
+      signal.signal(s, handler if self.signal_name is None else _exit_at_once)
     return False
 
   def stop_requested(self, can_sync: bool) -> bool:

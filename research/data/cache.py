@@ -6,6 +6,10 @@ full name and version, its prepared folder, that folder's ``dataset_info.json`` 
 and modification time), the split and the features. Entries are written to a temporary
 file and renamed into place, so concurrent processes never read half a file. Byte-string
 features (text) are stored as one byte buffer plus end offsets: no Python objects.
+
+A readable entry is still not trusted: research/data/pipeline.py ``load_split`` compares its
+dtypes, per-example shapes, example count and class labels with the dataset's info, and
+rereads (and rewrites) an entry that differs. Only a split read whole is written.
 """
 import hashlib
 import json

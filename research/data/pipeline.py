@@ -7,9 +7,13 @@ uninterrupted one would. Each process gathers only its own slice of every global
 batch, ready for multi-host runs.
 """
 import collections
+import dataclasses
 import functools
+import glob
 import importlib
+import json
 import os
+import re
 import shutil
 import socket
 import urllib.parse
@@ -20,6 +24,7 @@ import jax
 import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging
 
 from research import errors
 from research.data import cache
@@ -64,9 +69,53 @@ def tensorflow_for_data():
   return tf
 
 
+def reprepare_hint(name: str, folder) -> str:
+  """How to replace the damaged prepared dataset ``name`` in ``folder``."""
+  try:
+    bundled = getattr(tfds.builder_cls(name.split(":")[0].split("/")[0]), "BUNDLED", False)
+  except tfds.core.registered.DatasetNotFoundError:
+    bundled = False
+  if bundled:
+    return f"delete {os.fspath(folder)} and rerun; a bundled dataset is prepared again offline"
+  return (f"delete {os.fspath(folder)} and rerun with --config.data.download=True to prepare "
+          f"it again, or rebuild it with `tfds build {name}`")
+
+
+def check_data_dir(data_dir: str | None) -> None:
+  """A data dir (``data.data_dir``, else TFDS_DATA_DIR) that is a file, or lies under one,
+  is one line here rather than TFDS's NotADirectoryError halfway through preparing."""
+  field, given = ("data.data_dir", data_dir) if data_dir else \
+      ("TFDS_DATA_DIR", os.environ.get("TFDS_DATA_DIR"))
+  if not given or "://" in given:  # cloud storage: TFDS checks it
+    return
+  path = os.path.abspath(os.path.expanduser(given))
+  while not os.path.exists(path) and os.path.dirname(path) != path:
+    path = os.path.dirname(path)
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise DatasetUnavailableError(
+        f"{field}={given!r} is not a folder ({path} is a file); point it at the folder that "
+        f"holds the prepared datasets (e.g. ~/tensorflow_datasets), or at a new one to "
+        f"prepare them in")
+
+
+def damaged_json(data_dir: str | None, name: str) -> tuple[str, str] | None:
+  """``(path, reason)`` of the first JSON file of dataset ``name``'s prepared folders that
+  does not parse (e.g. a truncated ``dataset_info.json``); None when they all do."""
+  root = data_dir or tfds.core.constants.DATA_DIR
+  folder = os.path.join(os.path.expanduser(root), name.split(":")[0])
+  for path in sorted(glob.glob(os.path.join(folder, "**", "*.json"), recursive=True)):
+    try:
+      with open(path, "rb") as f:
+        json.loads(f.read())
+    except (OSError, ValueError) as e:
+      return path, " ".join(str(e).split())[:200] or type(e).__name__
+  return None
+
+
 def get_builder(name: str, data_dir: str | None, download: bool):
   """The prepared TFDS builder for ``name``; raises DatasetUnavailableError when there is none."""
   _register_bundled()
+  check_data_dir(data_dir)
   try:
     builder = tfds.builder(name, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError:
@@ -74,6 +123,14 @@ def get_builder(name: str, data_dir: str | None, download: bool):
         f"unknown dataset {name!r}: TFDS has no builder of that name "
         f"(bundled here: digits, penguins, synthetic_intents, synthetic_multi_intents; see "
         f"tfds.list_builders())") from None
+  except Exception:  # TFDS reads the prepared folder's metadata here
+    damaged = damaged_json(data_dir, name)
+    if damaged is None:
+      raise
+    path, reason = damaged
+    raise DatasetUnavailableError(
+        f"{path} cannot be read ({reason}): the prepared dataset {name!r} is damaged; "
+        f"{reprepare_hint(name, os.path.dirname(path))}") from None
   if builder.is_prepared():
     return builder
   if getattr(builder, "BUNDLED", False):
@@ -144,16 +201,90 @@ def download_and_prepare(builder, data_dir: str) -> None:
         f"point TFDS_DATA_DIR or --config.data.data_dir at a folder where it is prepared") from None
 
 
+@dataclasses.dataclass(frozen=True)
+class SplitInfo:
+  """What a prepared dataset's info says a split holds: its number of examples (None when
+  TFDS cannot tell), each feature's per-example shape (None: any length) and numpy dtype,
+  and the number of classes of each ClassLabel feature."""
+  num_examples: int | None
+  features: dict[str, tuple[tuple, np.dtype]]
+  classes: dict[str, int]
+
+
+def split_info(builder, split: str, features) -> SplitInfo:
+  """``SplitInfo`` of ``split`` (a slice such as ``train[:90%]`` counts what it selects)."""
+  try:
+    count = builder.info.splits[split].num_examples
+  except (KeyError, ValueError, TypeError, AssertionError):  # not a split: read_split says so
+    count = None
+  specs, classes, top = {}, {}, builder.info.features
+  names = top.keys() if isinstance(top, tfds.features.FeaturesDict) else ()
+  for name in features:
+    feature = top[name] if name in names else None
+    shape, dtype = getattr(feature, "shape", None), getattr(feature, "np_dtype", None)
+    if isinstance(shape, tuple) and dtype is not None:  # a tensor, not a nested dict
+      specs[name] = (shape, np.dtype(dtype))
+    if isinstance(feature, tfds.features.ClassLabel) and feature.num_classes:
+      classes[name] = feature.num_classes
+  return SplitInfo(count, specs, classes)
+
+
+def labels_outside(values: np.ndarray, low: int, high: int, shown: int = 5) -> list:
+  """The distinct values of ``values`` outside ``low..high`` (the first ``shown``)."""
+  values = np.asarray(values)
+  if values.size == 0 or (values.min() >= low and values.max() <= high):
+    return []
+  return np.unique(values[(values < low) | (values > high)])[:shown].tolist()
+
+
+def mismatches(arrays: dict[str, np.ndarray], info: SplitInfo) -> list[str]:
+  """How ``arrays`` differ from what ``info`` says the split holds (empty: they agree)."""
+  found = []
+  for name, (shape, dtype) in info.features.items():
+    if name not in arrays:
+      continue
+    array = arrays[name]
+    if array.dtype != dtype:
+      found.append(f"{name} is {array.dtype}, the dataset's is {dtype}")
+    elif len(array.shape[1:]) != len(shape) or any(
+        want is not None and got != want for got, want in zip(array.shape[1:], shape)):
+      found.append(f"{name} is {tuple(array.shape[1:])} per example, the dataset's is {shape}")
+  for name, count in info.classes.items():
+    if name in arrays and arrays[name].dtype.kind in "iu":
+      outside = labels_outside(arrays[name], -1, count - 1)  # -1: TFDS's "no label"
+      if outside:
+        found.append(f"{name} holds {outside}, outside its {count} classes 0..{count - 1}")
+  sizes = {len(v) for v in arrays.values()}
+  if info.num_examples is not None and sizes and sizes != {info.num_examples}:
+    found.append(f"{', '.join(map(str, sorted(sizes)))} examples, the split has "
+                 f"{info.num_examples}")
+  return found
+
+
 def load_split(config: ml_collections.ConfigDict, split: str,
                field: str = "split") -> dict[str, np.ndarray]:
   """The whole ``split`` of ``config.name`` as numpy arrays of ``config.features``;
   ``field`` names the config field that chose the split, for error messages. A split read
-  once is cached in ``config.cache_dir`` (research/data/cache.py)."""
+  once is cached in ``config.cache_dir`` (research/data/cache.py); an entry that disagrees
+  with the dataset's info (dtypes, shapes, example count, class labels) is reread."""
   builder = get_builder(config.name, config.data_dir, config.download)  # missing data fails here
+  info = split_info(builder, split, config.features)
   path = cache.entry_path(config.get("cache_dir", ""), builder, split, config.features)
   arrays = cache.load(path, config.features) if path else None
+  found = mismatches(arrays, info) if arrays is not None else []
+  if found:
+    logging.warning("The data cache entry %s does not match split %r of dataset %r (%s); "
+                    "rereading the split and rewriting the entry.", path, split, config.name,
+                    "; ".join(found))
+    arrays = None
   if arrays is None:
     arrays = read_split(builder, config, split, field)
+    found = mismatches(arrays, dataclasses.replace(info, num_examples=None, features={}))
+    if found:  # TFDS writes only labels of its classes: the files were changed since
+      raise DatasetUnavailableError(
+          f"data.{field}={split!r} of dataset {config.name!r} (read from {builder.data_dir}): "
+          f"{'; '.join(found)}; the prepared dataset is damaged; "
+          f"{reprepare_hint(config.name, builder.data_dir)}")
     if path:
       cache.save(path, arrays)
   return arrays
@@ -161,15 +292,23 @@ def load_split(config: ml_collections.ConfigDict, split: str,
 
 def read_split(builder, config: ml_collections.ConfigDict, split: str,
                field: str) -> dict[str, np.ndarray]:
-  """``load_split`` through tf.data, without the cache."""
-  tensorflow_for_data()
+  """``load_split`` through tf.data, without the cache; a prepared file that cannot be read
+  (truncated, corrupted, missing) is one line."""
+  tf = tensorflow_for_data()
   try:
     dataset = builder.as_dataset(split=split)
   except ValueError as e:
     raise DatasetUnavailableError(
         f"data.{field}={split!r} is not a split of {config.name!r}; it must be one of "
         f"{', '.join(builder.info.splits)} or a slice such as 'train[:90%]' ({e})") from None
-  chunks = list(tfds.as_numpy(dataset.batch(LOAD_CHUNK)))
+  try:
+    chunks = list(tfds.as_numpy(dataset.batch(LOAD_CHUNK)))
+  except (tf.errors.DataLossError, tf.errors.NotFoundError) as e:
+    reason = " ".join(re.sub(r"\{\{.*?\}\}|\[Op:.*", "", e.message).split())[:200]
+    raise DatasetUnavailableError(
+        f"data.{field}={split!r}: the prepared files of dataset {config.name!r} in "
+        f"{builder.data_dir} are damaged ({type(e).__name__}: {reason or 'unreadable'}); "
+        f"{reprepare_hint(config.name, builder.data_dir)}") from None
   data = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]} if chunks else {}
   missing = [f for f in config.features if f not in data]
   if missing:

@@ -7,6 +7,7 @@ step's key, hence are reproducible and resume exactly. Register a new op with
 ``@register("name")`` on a factory that takes the op's arguments.
 """
 import ast
+import inspect
 from typing import Callable
 
 import jax
@@ -26,6 +27,9 @@ def register(name: str):
 
 
 def _map_key(batch: dict, key: str, fn) -> dict:
+  if key not in batch:  # data whose features validation could not know (text, tabular)
+    raise errors.ConfigError(f"preprocessing key={key!r} is not a feature of the batch; it must "
+                             f"be one of {tuple(batch)}")
   return {**batch, key: fn(batch[key])}
 
 
@@ -60,7 +64,7 @@ def random_shift(max_pixels: int, key: str = "image") -> Op:
     crop = lambda image, offset: jax.lax.dynamic_slice(
         image, (offset[0], offset[1]) + (0,) * (image.ndim - 2), (h, w) + image.shape[2:])
     return jax.vmap(crop)(padded, offsets)
-  return lambda batch, rng: {**batch, key: shift(batch[key], rng)}
+  return lambda batch, rng: _map_key(batch, key, lambda x: shift(x, rng))
 
 
 @register("random_flip")
@@ -73,14 +77,31 @@ def random_flip(key: str = "image") -> Op:
 
 
 def _parse_op(text: str) -> tuple[str, tuple, dict]:
-  call = ast.parse(text.strip(), mode="eval").body
-  if isinstance(call, ast.Name):
-    return call.id, (), {}
-  if isinstance(call, ast.Call) and isinstance(call.func, ast.Name):
-    args = tuple(ast.literal_eval(a) for a in call.args)
-    kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
-    return call.func.id, args, kwargs
-  raise errors.ConfigError(f"cannot parse preprocessing op {text!r}")
+  try:
+    call = ast.parse(text.strip(), mode="eval").body
+    if isinstance(call, ast.Name):
+      return call.id, (), {}
+    if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and all(
+        k.arg for k in call.keywords):
+      args = tuple(ast.literal_eval(a) for a in call.args)
+      kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+      return call.func.id, args, kwargs
+  except (SyntaxError, ValueError):
+    pass
+  raise errors.ConfigError(f"cannot parse preprocessing op {text!r}: it must be NAME or "
+                           f"NAME(ARGS) with literal arguments, e.g. scale(0, 1)")
+
+
+def _bind(name: str, text: str, args: tuple, kwargs: dict) -> inspect.BoundArguments:
+  """The op's arguments bound to its factory's parameters, defaults filled in."""
+  signature = inspect.signature(_OPS[name]).replace(return_annotation=inspect.Signature.empty)
+  try:
+    bound = signature.bind(*args, **kwargs)
+  except TypeError as e:
+    raise errors.ConfigError(f"preprocessing op {text!r} does not fit {name}{signature}: "
+                             f"{e}") from None
+  bound.apply_defaults()
+  return bound
 
 
 def compose(*ops: Op) -> Op:
@@ -92,12 +113,19 @@ def compose(*ops: Op) -> Op:
   return apply
 
 
-def parse(spec: str) -> Op:
-  """Builds one op from a ``|``-separated spec; the empty spec is the identity."""
+def parse(spec: str, features: tuple[str, ...] | None = None) -> Op:
+  """Builds one op from a ``|``-separated spec; the empty spec is the identity. Each op's
+  arguments must fit its parameters and, when the batch's ``features`` are known, its
+  ``key`` must be one of them."""
   ops = []
   for text in filter(None, (t.strip() for t in spec.split("|"))):
     name, args, kwargs = _parse_op(text)
     if name not in _OPS:
       raise errors.ConfigError(f"unknown preprocessing op {name!r}; known: {', '.join(sorted(_OPS))}")
-    ops.append(_OPS[name](*args, **kwargs))
+    bound = _bind(name, text, args, kwargs)
+    key = bound.arguments.get("key")
+    if features is not None and key is not None and key not in features:
+      raise errors.ConfigError(f"preprocessing op {name}: key={key!r} is not a feature of the "
+                               f"data; it must be one of data.features {tuple(features)}")
+    ops.append(_OPS[name](*bound.args, **bound.kwargs))
   return compose(*ops)

@@ -108,13 +108,35 @@ def encoder(config: ml_collections.ConfigDict, workdir: str | None, train_raw: d
   return text.encoder(config, workdir, train_texts)
 
 
+def check_labels(labels: np.ndarray, num_classes: int, where: str) -> None:
+  """A classifier of ``num_classes`` classes needs every label in ``0..num_classes - 1``;
+  ``where`` names the split (e.g. ``data.train_split='train[:90%]' of 'digits'``)."""
+  labels = np.asarray(labels)
+  if labels.ndim != 1 or labels.dtype.kind not in "iu":  # multi-hot labels: not class ids
+    return
+  outside = pipeline.labels_outside(labels, 0, num_classes - 1)
+  if not outside:
+    return
+  fixes = []
+  if labels.max() >= num_classes:
+    fixes.append(f"set model.num_classes to at least {int(labels.max()) + 1}")
+  if labels.min() < 0:
+    fixes.append("leave out the unlabeled examples (negative labels; TFDS writes -1)")
+  raise errors.UserError(
+      f"{where} has label(s) {outside} outside the classifier's model.num_classes="
+      f"{num_classes} (labels 0..{num_classes - 1}); {' and '.join(fixes)}, or use data "
+      f"whose labels fit")
+
+
 class RunData:
-  """``trained_spec``, when given, is what every dataset read must match (``check_spec``)."""
+  """``trained_spec``, when given, is what every dataset read must match (``check_spec``);
+  ``num_classes``, when given (a classifier's), bounds every split's ``label``
+  (``check_labels``)."""
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str, eval_batch_size: int,
-               trained_spec: dict | None = None):
+               trained_spec: dict | None = None, num_classes: int | None = None):
     self.config, self.workdir, self.eval_batch_size = config, workdir, eval_batch_size
-    self.trained_spec = trained_spec
+    self.trained_spec, self.num_classes = trained_spec, num_classes
     self._arrays, self._batches, self._encode = {}, {}, None
     self._fold_source = None  # with folds: (the raw train split, each fold part's rows)
 
@@ -136,6 +158,12 @@ class RunData:
                                f"the fields are {sorted(config)}")
     config.update(fields)
     return config, split, "split"
+
+  def describe(self, spec) -> str:
+    """The config field and dataset of ``spec``, for messages."""
+    config, split, field = self.resolve(spec)
+    fold = f" (fold {self.config.folds.fold}'s {spec} part)" if self._folded(spec) else ""
+    return f"data.{field}={split!r}{fold} of {config.name!r}"
 
   def _key(self, spec) -> str:
     config, split, _ = self.resolve(spec)
@@ -170,6 +198,8 @@ class RunData:
       if self._encode is None:  # the run's training split fits its encoder on a first run
         self._encode = encoder(self.config, self.workdir, raw if spec == "train" else None)
       arrays = self._encode(raw)
+      if self.num_classes and "label" in arrays:
+        check_labels(arrays["label"], self.num_classes, self.describe(spec))
       if self.trained_spec is not None:
         check_spec(spec_of(arrays), self.trained_spec, self.workdir)
       self._arrays[key] = arrays

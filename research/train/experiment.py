@@ -105,11 +105,18 @@ class Experiment:
   train_step: Callable  # (state, *inputs) -> (state, metrics); inputs from feed.calls
   evaluations: list[Evaluation]
   writer: object
+  lock: workdir_lib.Lock
 
   def close(self) -> None:
-    """Waits for pending checkpoint writes and flushes metrics (also after an error)."""
-    self.checkpointer.close()
-    self.writer.close()
+    """Waits for pending checkpoint writes, flushes metrics and releases the workdir (also
+    after an error)."""
+    try:
+      self.checkpointer.close()
+    finally:
+      try:
+        self.writer.close()
+      finally:
+        self.lock.release()
 
 
 @dataclasses.dataclass
@@ -124,6 +131,14 @@ class Setup:
   num_steps: int
   checkpointer: checkpoint.Checkpointer
   config_changed: bool  # the workdir's run continues with changes (``check_config_changes``)
+  lock: workdir_lib.Lock
+
+  def close(self) -> None:
+    """Waits for pending checkpoint writes and releases the workdir."""
+    try:
+      self.checkpointer.close()
+    finally:
+      self.lock.release()
 
   def finished_results(self) -> dict | None:
     """The results of a run that already trained to its last step with this config."""
@@ -157,28 +172,78 @@ def check_config_changes(config: ml_collections.ConfigDict, workdir: str, step: 
   return True
 
 
+def classifier_classes(config: ml_collections.ConfigDict) -> int | None:
+  """A single-label classifier's ``model.num_classes``: every split's labels must be below it."""
+  if tasks_base.CLASSIFIER not in tasks_base.task_class(config).capabilities:
+    return None
+  return config.model.get("num_classes")
+
+
+def check_history(workdir: str, checkpointer: checkpoint.Checkpointer,
+                  config: ml_collections.ConfigDict, num_steps: int) -> None:
+  """Refuses to start a run whose workdir says an earlier one got further than its
+  checkpoints: checkpoints moved aside as unreadable and none left (starting over would
+  silently drop them), metrics logged past a checkpoint that is gone (two histories would
+  interleave), or a checkpoint past the last step."""
+  latest = checkpointer.latest_step()
+  if latest is not None:
+    if latest > num_steps:
+      raise errors.ConfigError(
+          f"the checkpoint in {checkpointer.directory} is at step {latest}, past this config's "
+          f"last step {num_steps}; train to at least step {latest} (total_steps), or evaluate "
+          f"it with --mode=eval")
+    return
+  aside = f"{checkpointer.directory}_unreadable"
+  if os.path.isdir(aside) and os.listdir(aside):
+    raise errors.UserError(
+        f"{workdir} has no readable checkpoint, and the unreadable ones of steps "
+        f"{', '.join(sorted(os.listdir(aside), key=int))} are in {aside}; move that folder "
+        f"out of the workdir (or delete it) to start over from step 0, or use another --workdir")
+  path = os.path.join(workdir, writers.METRICS_FILE)
+  logged = max((r.get("step", 0) for r in writers.read_metrics(workdir)), default=0) \
+      if os.path.exists(path) else 0
+  if logged > min(config.checkpoint_every_steps, num_steps):
+    raise errors.UserError(
+        f"{path} has records up to step {logged} but {checkpointer.directory} has no "
+        f"checkpoint: they were deleted, and starting over would mix two runs' records; "
+        f"delete the workdir's metrics.jsonl and events files too to start over, or use "
+        f"another --workdir")
+
+
 def setup(config: ml_collections.ConfigDict, workdir: str, allow_changes: bool = False) -> Setup:
-  """Validates the config, loads the training split, completes the config from it and, once
-  it is accepted for the workdir (``check_config_changes``), records it in config.json."""
+  """Validates the config, loads the training split, completes the config from it, locks the
+  workdir and, once the run is accepted for it (``check_config_changes``, ``check_history``),
+  records the config in config.json: a refused run writes nothing."""
   validation.validate(config, workdir)
   warn_if_xla_flags_missing(config.get("xla_flags", ""))
   profiling.use_compilation_cache(config.compilation_cache_dir)
-  data = splits.RunData(config.data, workdir, config.eval_batch_size)
+  data = splits.RunData(config.data, workdir, config.eval_batch_size,
+                       num_classes=classifier_classes(config))
   train = pipeline.TrainBatches(data.arrays("train"), config.batch_size, config.seed)
   data.trained_spec = train.spec()  # every evaluation's data must fit the model
   tasks_base.task_class(config).complete_config(config, train.spec())
+  validation.check_eval_memory(config, train.spec())  # the data known, nothing written yet
+  num_steps = total_steps(config, train.steps_per_epoch)
+  directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+  if os.path.exists(directory) and not os.path.isdir(directory):
+    raise errors.UserError(f"{directory} is not a folder; it is where the run's checkpoints go: "
+                           f"move it away, or use another --workdir")
   os.makedirs(workdir, exist_ok=True)  # the data loaded and the config is valid
-  checkpointer = checkpoint.Checkpointer(
-      os.path.join(os.path.abspath(workdir), "checkpoints"), config.keep_checkpoints)
+  lock = workdir_lib.Lock(workdir)
+  checkpointer = None
   try:
+    checkpointer = checkpoint.Checkpointer(directory, config.keep_checkpoints)
+    check_history(workdir, checkpointer, config, num_steps)
     changed = check_config_changes(config, workdir, checkpointer.latest_step(), allow_changes)
     workdir_lib.check_input_spec(workdir, train.spec(), fresh=checkpointer.latest_step() is None)
-  except errors.UserError:
-    checkpointer.close()
+    workdir_lib.write_config(config, workdir)
+  except BaseException:
+    if checkpointer is not None:
+      checkpointer.close()
+    lock.release()
     raise
-  workdir_lib.write_config(config, workdir)
-  return Setup(config, workdir, sharding.make_mesh(), data, train,
-               total_steps(config, train.steps_per_epoch), checkpointer, changed)
+  return Setup(config, workdir, sharding.make_mesh(), data, train, num_steps, checkpointer,
+               changed, lock)
 
 
 def build(config: ml_collections.ConfigDict, workdir: str, allow_changes: bool = False,
@@ -204,11 +269,11 @@ def build(config: ml_collections.ConfigDict, workdir: str, allow_changes: bool =
     train_step = make_train_step(config, task, adaptor, feed, mesh, num_steps)
     evaluations = make_evaluations(config, task, workdir, data, mesh)
   except BaseException:
-    checkpointer.close()  # orbax's threads would keep the process alive
+    prepared.close()  # orbax's threads would keep the process alive
     raise
   num_params = sum(np.size(p) for p in jax.tree.leaves(state.params)) // adaptor.count()
   logging.info("%d parameters; %d steps (%d per epoch), from step %d.",
                num_params, num_steps, train.steps_per_epoch, state_lib.step_of(state))
   return Experiment(config, workdir, mesh, train, num_steps, state, checkpointer, task, adaptor,
-                    feed, train_step, evaluations, writers.create_writer(workdir))
+                    feed, train_step, evaluations, writers.create_writer(workdir), prepared.lock)
 

@@ -15,6 +15,7 @@ replicas or which evaluators the run has: the feed (research/data/feeds.py), the
 replica adaptor (replicas.py) and the evaluations (research/evaluators) do.
 """
 import contextlib
+import math
 import os
 import time
 from typing import Callable
@@ -175,8 +176,24 @@ def train(exp: experiment.Experiment, step_hook: Callable[[int], None] | None = 
         window_start = time.perf_counter()
       if step_hook is not None:
         step_hook(step)
+    # A signal after the last step's check stops the run before its final evaluation.
+    if signals.stop_requested(can_sync=True):
+      raise errors.Interrupted(signals.signal_name or "a signal to another process",
+                               f"the final evaluation of step {state_lib.step_of(state)}")
   profiler.stop(state)
   return state, latest
+
+
+def check_finite(results: dict, step: int, workdir: str) -> None:
+  """Final metrics that are not finite mean a broken model (or a damaged checkpoint that read
+  without error): an error, not results."""
+  bad = sorted(k for k, v in results.items() if not math.isfinite(float(v)))
+  if bad:
+    raise errors.NonFiniteError(
+        f"the final evaluation of step {step} is not finite: "
+        f"{', '.join(f'{k}={results[k]}' for k in bad[:4])}; no results.json is written in "
+        f"{workdir}; check the data and the run's metrics.jsonl, and retrain (e.g. with a "
+        f"lower optimizer.learning_rate) in another --workdir")
 
 
 def final_results(config: ml_collections.ConfigDict, workdir: str, evaluations: list, adaptor,
@@ -193,6 +210,7 @@ def final_results(config: ml_collections.ConfigDict, workdir: str, evaluations: 
                                    workdir)}
   results = {k: v for e in evaluations if e.name in ran for k, v in ran[e.name].items()}
   results["step"] = float(state_lib.step_of(state))
+  check_finite(results, state_lib.step_of(state), workdir)
   passed = adaptor.check_gate(config.gate, results)
   results["gate_passed"] = True if passed is None else bool(passed)
   before = workdir_lib.read_results(workdir, run_fields=True) or {}
@@ -218,16 +236,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   ``step_hook(step)`` runs after every step (tests use it to interrupt a run).
   """
   clock = WallClock()
+  preemption.set_phase("start-up (data, restore, compilation)")
   prepared = experiment.setup(config, workdir, allow_config_changes)
   finished = prepared.finished_results()
   if finished is not None:
-    prepared.checkpointer.close()
+    prepared.close()
     logging.info("The run in %s finished at step %d; its results are in %s.", workdir,
                  prepared.num_steps, os.path.join(workdir, workdir_lib.RESULTS_FILE))
     return finished
   exp = experiment.build(config, workdir, prepared=prepared)
   try:
     state, latest = train(exp, step_hook, clock)
+    preemption.set_phase(f"the final evaluation of step {state_lib.step_of(state)}")
     results = final_results(exp.config, exp.workdir, exp.evaluations, exp.adaptor, state,
                             exp.writer, latest, config_name=config_name, wall_time_sec=clock())
     exp.writer.flush()

@@ -21,7 +21,8 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict | None, workdir: str) 
   own, ``WORKDIR/eval/`` (metrics.jsonl, TensorBoard), not to the training log."""
   run = restore_lib.restore(workdir, config=config)
   data = splits.RunData(run.config.data, workdir, run.config.eval_batch_size,
-                        trained_spec=workdir_lib.read_input_spec(workdir))
+                        trained_spec=workdir_lib.read_input_spec(workdir),
+                        num_classes=experiment.classifier_classes(run.config))
   evaluations = experiment.make_evaluations(run.config, run.task, workdir, data, run.mesh)
   for e in evaluations:
     e.final = e.final or bool(e.every_steps)

@@ -3,11 +3,16 @@ names the field and what it allows. The generic fields are checked here; each ta
 its own (``Task.validate_config``), the data side its text and tabular fields, and each
 evaluator its own (``Evaluator.validate``)."""
 import errno
+import math
 import os
+import re
+import subprocess
+import sys
 import tempfile
 
 import jax
 import ml_collections
+import numpy as np
 
 from research import errors
 from research.core import gate, optim, profiling
@@ -20,14 +25,24 @@ POSITIVE_INTS = ("batch_size", "eval_batch_size", "log_every_steps", "eval_every
 
 _require = errors.require  # the one-line error of a field that cannot work
 
+# Seeds are traced as int32 wherever a jitted function takes them (replicas vmap theirs),
+# and numpy's generators take no negative ones.
+SEED_LIMIT = 2**31
+
+
+def is_seed(value) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < SEED_LIMIT
+
 
 def validate_numbers(config: ml_collections.ConfigDict) -> None:
+  _require(is_seed(config.seed), "seed", config.seed, "an integer in [0, 2**31)")
   for field in POSITIVE_INTS:
     _require(config[field] > 0, field, config[field], "a positive integer")
   _require(config.total_steps == -1 or config.total_steps > 0, "total_steps", config.total_steps,
            "-1 (use num_epochs) or a positive number of steps")
   if config.total_steps == -1:
-    _require(config.num_epochs > 0, "num_epochs", config.num_epochs, "positive")
+    _require(math.isfinite(config.num_epochs) and config.num_epochs > 0, "num_epochs",
+             config.num_epochs, "a finite positive number of epochs")
   devices, processes = jax.device_count(), jax.process_count()
   for field in ("batch_size", "eval_batch_size"):
     _require(config[field] % devices == 0 and config[field] % processes == 0, field, config[field],
@@ -70,8 +85,8 @@ def validate_speed(config: ml_collections.ConfigDict) -> None:
 
 def validate_replicas(config: ml_collections.ConfigDict) -> None:
   seeds, rates = tuple(config.replicas.seeds), tuple(config.replicas.learning_rates)
-  _require(all(isinstance(s, int) and s >= 0 for s in seeds), "replicas.seeds", seeds,
-           "a tuple of non-negative integers")
+  _require(all(is_seed(s) for s in seeds), "replicas.seeds", seeds,
+           "a tuple of integers in [0, 2**31)")
   _require(all(isinstance(r, (int, float)) and r > 0 for r in rates), "replicas.learning_rates",
            rates, "a tuple of positive numbers")
   _require(not (seeds and rates) or len(seeds) == len(rates), "replicas.learning_rates", rates,
@@ -96,14 +111,23 @@ def validate_folds(config: ml_collections.ConfigDict) -> None:
            "a non-negative integer")
 
 
+def batch_features(data: ml_collections.ConfigDict) -> tuple[str, ...] | None:
+  """The features of the batches the preprocessing ops see: ``data.features``, or None for
+  text and tabular data (encoded into other features once loaded)."""
+  if text.is_text(data) or tabular.is_tabular(data):
+    return None
+  return tuple(data.features)
+
+
 def validate_names(config: ml_collections.ConfigDict) -> type:
   """The model (built from its fields, so a field it does not take is caught here), the task
-  and the preprocessing ops the config names exist; returns the task class."""
+  and the preprocessing ops the config names exist, the ops with arguments they take;
+  returns the task class."""
   tasks_base.build_model(config)
   task_cls = tasks_base.task_class(config)
   for field in ("preprocess", "augment"):
     try:
-      preprocess.parse(config.data[field])
+      preprocess.parse(config.data[field], batch_features(config.data))
     except errors.ConfigError as e:
       raise errors.ConfigError(f"data.{field}={config.data[field]!r}: {e}") from None
   return task_cls
@@ -152,8 +176,107 @@ def validate_workdir(workdir: str) -> None:
         f"writable folder") from None
 
 
+def xla_refusal(stderr: str) -> str:
+  """Why XLA refused its flags, from the log of a process it ended."""
+  unknown = re.search(r"Unknown flags? in XLA_FLAGS: (.*)", stderr)
+  if unknown:
+    return f"XLA does not know {unknown[1].strip()}"
+  logged = re.findall(r"^[EF]\d{4} [^\]]*\] (.*)$", stderr, re.MULTILINE)
+  lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+  return f"XLA refused them: {(logged or lines or ['no reason given'])[0]}"
+
+
+_CHECKED_XLA_FLAGS = set()  # the flags this process has checked (its XLA parses them once)
+
+
+def check_xla_flags(config: ml_collections.ConfigDict) -> None:
+  """``config.xla_flags`` are flags XLA takes. XLA ends the whole process when JAX starts its
+  backend with one it does not, so once they are in XLA_FLAGS (``launch.apply_xla_flags``),
+  before the backend starts, a short child process starts a CPU backend with them first."""
+  flags = config.get("xla_flags", "")
+  if not flags or flags not in os.environ.get("XLA_FLAGS", "") or flags in _CHECKED_XLA_FLAGS:
+    return
+  env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
+  try:
+    child = subprocess.run([sys.executable, "-c", "import jax; jax.devices()"], env=env,
+                           capture_output=True, text=True, timeout=120)
+  except subprocess.TimeoutExpired:
+    return  # no verdict: the run's own backend start is the check
+  if child.returncode:
+    _require(False, "xla_flags", flags, f"flags XLA takes ({xla_refusal(child.stderr)})")
+  _CHECKED_XLA_FLAGS.add(flags)
+
+
+# Batches whose inputs alone take more than this share of a device's memory are estimated
+# by compiling the evaluation step (a compilation); smaller ones are not checked further.
+COMPILED_ESTIMATE_SHARE = 1 / 1024
+
+
+def device_memory() -> tuple[int, str]:
+  """The bytes one local device can hold and what they are: the accelerator's memory, or
+  (CPU) the host's available RAM, shared by this process's devices."""
+  device = jax.local_devices()[0]
+  stats = device.memory_stats()
+  if stats and stats.get("bytes_limit"):
+    return stats["bytes_limit"] - stats.get("bytes_in_use", 0), f"{device.device_kind} memory"
+  try:
+    import psutil
+    host = psutil.virtual_memory().available
+  except ImportError:
+    host = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+  return host // jax.local_device_count(), "the host's available RAM"
+
+
+def compiled_eval_bytes(config: ml_collections.ConfigDict, input_spec: dict,
+                        batch: int) -> tuple[int, int]:
+  """(bytes, of which the state's) that the metrics evaluation step needs on a batch of
+  ``batch`` examples, as XLA compiles it (no array is allocated): a lower bound for any
+  evaluation, which all run the task's model over whole batches."""
+  from research.core import step as step_lib, state as state_lib
+  task = tasks_base.make_task(config)
+  prep = preprocess.parse(config.data.preprocess)
+  shapes = lambda n: {k: jax.ShapeDtypeStruct((n, *shape), jax.dtypes.canonicalize_dtype(dtype))
+                      for k, (shape, dtype) in input_spec.items()}
+  init = state_lib.make_init(task, optim.make_optimizer(config.optimizer, 1), prep)
+  state = jax.eval_shape(init, 0, shapes(1))
+  inputs = {**shapes(batch), "mask": jax.ShapeDtypeStruct((batch,), "float32")}
+  compiled = jax.jit(step_lib.make_eval_step(task, prep)).lower(
+      state, inputs, jax.ShapeDtypeStruct((2,), "uint32")).compile()
+  memory = compiled.memory_analysis()
+  state_bytes = sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(state))
+  if memory is None:
+    return 0, state_bytes
+  return (memory.temp_size_in_bytes + memory.argument_size_in_bytes
+          + memory.output_size_in_bytes), state_bytes
+
+
+def check_eval_memory(config: ml_collections.ConfigDict, input_spec: dict) -> None:
+  """``eval_batch_size`` fits in a device's memory: the batch's inputs (``input_spec``: per
+  example ``{feature: (shape, dtype)}``) and, when those alone take a sizable share, the
+  evaluation step as compiled. Runs once the data is loaded, before anything is written."""
+  if not any(evaluators.enabled(spec) for spec in config.get("evals", {}).values()):
+    return
+  size = config.eval_batch_size
+  per_device = size // jax.device_count()
+  available, where = device_memory()
+  per_example = sum(math.prod(shape) * np.dtype(dtype).itemsize
+                    for shape, dtype in input_spec.values())
+  needed, fixed, what = per_device * per_example, 0, "its inputs"
+  if available * COMPILED_ESTIMATE_SHARE < needed <= available:
+    needed, fixed = compiled_eval_bytes(config, input_spec, per_device)
+    what = "the evaluation step as compiled"
+  per_example = max(1, (needed - fixed) / per_device)
+  fits = max(1, int((available / 2 - fixed) // per_example))  # examples a device, with room
+  suggestion = jax.device_count() * 2 ** (fits.bit_length() - 1)
+  _require(needed <= available, "eval_batch_size", size,
+           f"a batch that fits in memory: {per_device} examples a device need "
+           f"{errors.format_bytes(needed)} ({what}) and a device has "
+           f"{errors.format_bytes(available)} ({where}); e.g. eval_batch_size={suggestion}")
+
+
 def validate(config: ml_collections.ConfigDict, workdir: str | None) -> None:
   """The whole config; ``workdir`` (None: not checked) must be writable."""
+  check_xla_flags(config)  # before anything starts JAX's backend
   validate_numbers(config)
   validate_speed(config)
   validate_replicas(config)

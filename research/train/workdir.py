@@ -1,7 +1,10 @@
 """The files a run keeps in its workdir besides checkpoints and metrics: the resolved
-config, the training inputs' spec, the final results and the replicas' map."""
+config, the training inputs' spec, the final results and the replicas' map; and the lock
+that keeps a second run out of a live workdir."""
+import fcntl
 import json
 import os
+import socket
 import time
 
 import jax
@@ -16,6 +19,7 @@ RESULTS_FILE = "results.json"
 REPLICAS_FILE = "replicas.json"
 CONFIG_HISTORY_FILE = "config_history.jsonl"
 CURVES_FILE = "curves.png"
+LOCK_FILE = ".lock"
 
 # results.json's fields that describe the run rather than its results: the config's name as
 # the launcher was given it, the gate (None: none) and the wall time of training and
@@ -35,7 +39,39 @@ def write_json(workdir: str, name: str, value) -> None:
   path = os.path.join(workdir, name)
   with open(path + ".tmp", "w") as f:
     json.dump(value, f, indent=2)
+    f.flush()
+    os.fsync(f.fileno())  # on disk before it replaces the old file
   os.replace(path + ".tmp", path)
+
+
+class Lock:
+  """An exclusive lock on ``WORKDIR/.lock`` while a run uses the workdir (process 0 only:
+  the others of a multi-process run share it). A second run is refused at once. The kernel
+  drops the lock when its process dies, however it dies, so a killed run leaves none."""
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, LOCK_FILE)
+    self._fd = None
+    if jax.process_index() != 0:
+      return
+    fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+      os.close(fd)
+      raise errors.WorkdirInUse(
+          f"{workdir} is in use by a live run ({holder}); wait for it to end or stop it, or "
+          f"use another --workdir") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}".encode(), 0)
+    self._fd = fd
+
+  def release(self) -> None:
+    if self._fd is not None:
+      fcntl.flock(self._fd, fcntl.LOCK_UN)
+      os.close(self._fd)
+      self._fd = None
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -103,8 +139,14 @@ def read_input_spec(workdir: str) -> dict | None:
   path = os.path.join(workdir, INPUT_SPEC_FILE)
   if not os.path.exists(path):
     return None
-  with open(path) as f:
-    return {name: (tuple(shape), dtype) for name, (shape, dtype) in json.load(f).items()}
+  try:
+    with open(path) as f:
+      return {name: (tuple(shape), str(dtype)) for name, (shape, dtype) in json.load(f).items()}
+  except (ValueError, TypeError, AttributeError) as e:  # not JSON, or not {name: [shape, dtype]}
+    raise errors.UserError(
+        f"{path} is damaged ({type(e).__name__}: {' '.join(str(e).split())[:200]}); it records "
+        f"the training data's shapes and dtypes: restore it from a copy of the workdir, or "
+        f"delete it to record the current data's") from None
 
 
 def check_input_spec(workdir: str, spec: dict, fresh: bool) -> None:
