@@ -29,6 +29,7 @@ monitor, one image per request:
 that its drift endpoint flags at the same request as the replay.
 """
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -43,7 +44,7 @@ for path in (ROOT, os.path.join(ROOT, "benchmarks")):
 
 import load_test  # noqa: E402
 import serve_stream  # noqa: E402
-from research.serving import drift, runtime  # noqa: E402
+from research.serving import drift, runtime, server  # noqa: E402
 
 MONITORS = {"confidence KS": ("confidence",),
             "confidence KS + low tail": ("confidence", "confidence_tail"),
@@ -121,9 +122,9 @@ def interval(k: int, n: int) -> str:
   return f"{k / n:.4f} [{low:.4f}, {high:.4f}] ({k}/{n})"
 
 
-def replay_over_http(args, stream_images: np.ndarray, name: str) -> int:
-  """The server's drift endpoint after ``stream_images`` posted one per request: the
-  examples count of its first alarm."""
+@contextlib.contextmanager
+def drift_server(args):
+  """One server of ``args.classifier`` monitored by ``args.vae``; yields an httpx client."""
   import httpx
   port = load_test.free_port()
   server_args = argparse.Namespace(export_dir=args.classifier, monitor_dir=args.vae,
@@ -133,13 +134,22 @@ def replay_over_http(args, stream_images: np.ndarray, name: str) -> int:
   proc = load_test.start_server(server_args, True, port, extra)
   try:
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=60) as http:
-      for image in stream_images:
-        http.post(f"/v1/models/{name}:predict", json={"instances": [image.tolist()]})
-      state = http.get(f"/v1/models/{name}/drift", params={"wait": "true"}).json()
+      yield http
   finally:
     proc.terminate()
     proc.wait(timeout=60)
-  return state["recent_alarms"][0]["examples"] if state["recent_alarms"] else None
+
+
+def replay_over_http(http, stream_images: np.ndarray, name: str) -> int | None:
+  """Posts ``stream_images`` one per request into an emptied drift window; the examples
+  of this stream at the server's first alarm (None: none)."""
+  http.post(f"/v1/models/{name}/drift/reset")
+  before = http.get(f"/v1/models/{name}/drift").json()["examples"]  # reset keeps the counts
+  for image in stream_images:
+    http.post(f"/v1/models/{name}:predict", json={"instances": [image.tolist()]})
+  state = http.get(f"/v1/models/{name}/drift", params={"wait": "true"}).json()
+  alarms = [a["examples"] - before for a in state["recent_alarms"] if a["examples"] > before]
+  return min(alarms) if alarms else None
 
 
 def main():
@@ -200,14 +210,15 @@ def main():
     print(f"| {monitor} | {interval(*alarm_rate(tests, options, streams))} | "
           f"{interval(*alarm_rate(tests, disjoint, streams))} |", flush=True)
   if args.http:
-    name = __import__("re").sub(r"[^\w.-]+", "_", classifier.meta["config"])
+    name = server.model_name(classifier)
     clean_order, shift_orders = orders[0]
-    for shift, images in shifted_images.items():
-      stream = np.concatenate([clean_images[clean_order], images[shift_orders[shift]]])
-      expected = results["server monitor", shift][0]
-      got = replay_over_http(args, stream[:before + (expected or args.max_after)], name)
-      print(f"over HTTP, {shift}: first alarm after {got and got - before} requests of the "
-            f"shift; the replay: {expected}", flush=True)
+    with drift_server(args) as http:
+      for shift, images in shifted_images.items():
+        stream = np.concatenate([clean_images[clean_order], images[shift_orders[shift]]])
+        expected = results["server monitor", shift][0]
+        got = replay_over_http(http, stream[:before + (expected or args.max_after)], name)
+        print(f"over HTTP, {shift}: first alarm after {got and got - before} requests of the "
+              f"shift; the replay: {expected}", flush=True)
 
 
 if __name__ == "__main__":

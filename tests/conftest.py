@@ -65,13 +65,17 @@ def stderr_summary(stderr: str, tail: int = 3000) -> str:
   return "\n".join(logged[-10:] + ["...", stderr[-tail:]])
 
 
+def free_port() -> int:
+  """A loopback port nothing listens on now (for a test's server or coordinator)."""
+  with socket.socket() as probe:
+    probe.bind(("127.0.0.1", 0))
+    return probe.getsockname()[1]
+
+
 def closed_port_url() -> str:
   """``http://127.0.0.1:PORT`` with nothing listening on PORT: a connection there is refused
   at once (a stand-in for a machine without network that never touches the network)."""
-  with socket.socket() as probe:
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-  return f"http://127.0.0.1:{port}"
+  return f"http://127.0.0.1:{free_port()}"
 
 
 def error_lines(proc) -> list[str]:

@@ -2,24 +2,17 @@
 same global batch: each reads its own half of every batch, gradients are all-reduced."""
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import numpy as np
 
 from research.core import writers
-from tests.conftest import ROOT, run_launcher, stderr_summary
+from tests.conftest import ROOT, free_port, run_launcher, stderr_summary
 
 RUN_FLAGS = ("--config=mlp:digits", "--config.total_steps=20", "--config.batch_size=64",
              "--config.log_every_steps=5", "--config.eval_every_steps=10",
              "--config.checkpoint_every_steps=10")
-
-
-def free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    return s.getsockname()[1]
 
 
 def launch_processes(num_processes: int, workdir: str, data_dir: str) -> list[subprocess.Popen]:

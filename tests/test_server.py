@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -23,7 +22,7 @@ from scipy import stats
 from research.data import pipeline
 from research.serving import batching, drift, export, rest, runtime, server
 from research.train import loop, restore
-from tests.conftest import ROOT, error_lines, load_config, run_launcher
+from tests.conftest import ROOT, error_lines, free_port, load_config, run_launcher
 
 RUNS = {
     "cnn": ("digits", {"model.conv_features": (8,), "model.dense_features": (16,)}),
@@ -47,12 +46,6 @@ def exports(data_dir, tmp_path_factory):
     export.export(workdir, saved_model=False)
     out[name] = (workdir, os.path.join(workdir, "export"))
   return out
-
-
-def free_port() -> int:
-  with socket.socket() as probe:
-    probe.bind(("127.0.0.1", 0))
-    return probe.getsockname()[1]
 
 
 @contextlib.contextmanager

@@ -23,6 +23,7 @@ failures) with ``{"error": "one line"}``, and the server keeps serving.
 """
 import asyncio
 import dataclasses
+import itertools
 import json
 import os
 import queue
@@ -205,7 +206,8 @@ class Monitor:
     outputs = np.concatenate(outputs)
     columns = None
     if items[0][0].columns is not None:
-      columns = {k: sum((list(p.columns[k]) for p, _ in items), []) for k in items[0][0].columns}
+      columns = {k: list(itertools.chain.from_iterable(p.columns[k] for p, _ in items))
+                 for k in items[0][0].columns}
     neg_elbo = None
     if self.generative is not None:
       scored = {k: inputs[k] for k in self.generative.served.input_spec}
