@@ -574,6 +574,11 @@ def main() -> None:
     preemption.interrupt_on_signals()
     sys.excepthook = LibraryThreadErrors()
     apply_xla_flags(config)
+    from research.train import validation
+    try:
+      validation.check_xla_flags(config)  # XLA would end the process when JAX starts
+    except errors.UserError as e:
+      fail(str(e))
     quiet_noise()
     distributed.initialize(distributed.Cluster(
         FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id))

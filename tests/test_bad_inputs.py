@@ -50,6 +50,28 @@ CASES = {
                                   ["gate='test/accuracy>=0.9'", "neg_elbo"]),
     "malformed gate": (["--config.gate=accuracy>0.9"], ["gate must look like"]),
     "unwritable workdir": (["--workdir=/proc/no_such_dir"], ["--workdir='/proc/no_such_dir' cannot be written"]),
+    "infinite epochs": (["--config.num_epochs=inf"], ["num_epochs=inf is not", "finite positive"]),
+    "NaN epochs": (["--config.num_epochs=nan"], ["num_epochs=nan is not", "finite positive"]),
+    "negative seed": (["--config.seed=-1"], ["seed=-1 is not", "an integer in [0, 2**31)"]),
+    "a classifier without its labels": (["--config=cnn:digits", "--config.data.features=image"],
+                                        ["data.features=('image',) is not allowed", "with label"]),
+    "gate threshold 1e": (["--config.gate=test/neg_elbo<=1e"],
+                          ["gate='test/neg_elbo<=1e' is not allowed", "'1e' must be a number"]),
+    "gate threshold ...": (["--config.gate=test/neg_elbo<=..."], ["'...' must be a number"]),
+    "gate threshold .": (["--config.gate=test/neg_elbo<=."], ["'.' must be a number"]),
+    "preprocessing op with too many arguments": (
+        ["--config.data.preprocess=scale(0,1,2,3)"],
+        ["data.preprocess='scale(0,1,2,3)'", "does not fit scale(low: float = 0.0, "
+         "high: float = 1.0, key: str = 'image')", "too many positional arguments"]),
+    "preprocessing key that is not a feature": (
+        ["--config.data.preprocess=scale(0,1,key='pixels')"],
+        ["key='pixels' is not a feature of the data", "data.features ('image', 'label')"]),
+    "eval batch beyond memory": (["--config.eval_batch_size=200000000"],  # checked once loaded
+                                 ["eval_batch_size=200000000 is not allowed", "fits in memory",
+                                  "e.g. eval_batch_size="]),
+    "unknown XLA flag": (["--config.xla_flags=--xla_no_such_flag=1"],
+                         ["xla_flags='--xla_no_such_flag=1' is not allowed",
+                          "XLA does not know --xla_no_such_flag=1"]),
 }
 
 

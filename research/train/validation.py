@@ -1,7 +1,8 @@
 """Checks a whole config before anything loads or compiles; each problem is one line that
 names the field and what it allows. The generic fields are checked here; each task checks
 its own (``Task.validate_config``), the data side its text and tabular fields, and each
-evaluator its own (``Evaluator.validate``)."""
+evaluator its own (``Evaluator.validate``). ``check_eval_memory`` runs once the data is loaded,
+before anything is written."""
 import errno
 import math
 import os
@@ -229,9 +230,9 @@ def device_memory() -> tuple[int, str]:
 
 def compiled_eval_bytes(config: ml_collections.ConfigDict, input_spec: dict,
                         batch: int) -> tuple[int, int]:
-  """(bytes, of which the state's) that the metrics evaluation step needs on a batch of
-  ``batch`` examples, as XLA compiles it (no array is allocated): a lower bound for any
-  evaluation, which all run the task's model over whole batches."""
+  """The bytes the metrics evaluation step needs on ``batch`` examples as XLA compiles it
+  (nothing is allocated), and the model variables' among them: a lower bound for every
+  evaluation, as each runs the model over whole batches."""
   from research.core import step as step_lib, state as state_lib
   task = tasks_base.make_task(config)
   prep = preprocess.parse(config.data.preprocess)
@@ -243,11 +244,12 @@ def compiled_eval_bytes(config: ml_collections.ConfigDict, input_spec: dict,
   compiled = jax.jit(step_lib.make_eval_step(task, prep)).lower(
       state, inputs, jax.ShapeDtypeStruct((2,), "uint32")).compile()
   memory = compiled.memory_analysis()
-  state_bytes = sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(state))
+  variable_bytes = sum(math.prod(x.shape) * x.dtype.itemsize
+                       for x in jax.tree.leaves((state.params, state.model_state)))
   if memory is None:
-    return 0, state_bytes
+    return 0, variable_bytes
   return (memory.temp_size_in_bytes + memory.argument_size_in_bytes
-          + memory.output_size_in_bytes), state_bytes
+          + memory.output_size_in_bytes), variable_bytes
 
 
 def check_eval_memory(config: ml_collections.ConfigDict, input_spec: dict) -> None:
