@@ -76,6 +76,18 @@ def random_flip(key: str = "image") -> Op:
   return lambda batch, rng: _map_key(batch, key, lambda x: flip(x, rng))
 
 
+@register("flip_vertical")
+def flip_vertical(key: str = "image") -> Op:
+  """Mirrors every image top-bottom (deterministic): e.g. a shifted copy of a split."""
+  return lambda batch, rng: _map_key(batch, key, lambda x: x[:, ::-1])
+
+
+@register("flip_horizontal")
+def flip_horizontal(key: str = "image") -> Op:
+  """Mirrors every image left-right (deterministic; ``random_flip`` is the augmentation)."""
+  return lambda batch, rng: _map_key(batch, key, lambda x: x[:, :, ::-1])
+
+
 def _parse_op(text: str) -> tuple[str, tuple, dict]:
   try:
     call = ast.parse(text.strip(), mode="eval").body
