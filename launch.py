@@ -44,8 +44,7 @@ EXIT_WORKDIR_IN_USE = 73  # EX_CANTCREAT
 EXIT_STORAGE = 74  # EX_IOERR
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: try again
 # A failed write that is the disk's or the folder's fault, not a bug: one line, EXIT_STORAGE.
-STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO,
-                  errno.ENOTDIR, errno.ENOENT, errno.EACCES, errno.EPERM)
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO)
 
 
 def fail(message: str, status: int = EXIT_USER_ERROR):
@@ -61,26 +60,6 @@ def exit_now(message: str, status: int):
   for stream in (sys.stdout, sys.stderr):
     stream.flush()
   os._exit(status)
-
-
-class LibraryThreadErrors:
-  """``sys.excepthook`` that keeps the main thread's tracebacks but puts an exception that a
-  library's native thread prints (tensorstore's callbacks of a failed write: "Event loop is
-  closed", once per chunk) on one line, each kind once: the run's own error line says what
-  failed."""
-
-  def __init__(self):
-    self._seen = set()
-
-  def __call__(self, kind, value, tb):
-    import threading
-    if threading.current_thread() is threading.main_thread():
-      sys.__excepthook__(kind, value, tb)
-      return
-    line = f"{kind.__name__}: {' '.join(str(value).split())[:200]}"
-    if line not in self._seen:
-      self._seen.add(line)
-      print(f"warning: a library thread failed: {line}", file=sys.stderr)
 
 
 def stop_before_start(signum, frame):
@@ -572,7 +551,6 @@ def main() -> None:
 
     from research.core import distributed, preemption
     preemption.interrupt_on_signals()
-    sys.excepthook = LibraryThreadErrors()
     apply_xla_flags(config)
     from research.train import validation
     try:

@@ -49,12 +49,12 @@ def checksums(state) -> dict[str, int | None]:
   out = {}
   for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
     key = "/".join(re.findall(r"\w+", jax.tree_util.keystr(path)))
-    if isinstance(leaf, jax.Array) and not leaf.is_fully_replicated and \
-        not leaf.is_fully_addressable:
+    if isinstance(leaf, jax.Array) and leaf.is_fully_replicated:
+      leaf = leaf.addressable_data(0)  # this process's copy: no transfer between devices
+    elif isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
       out[key] = None
       continue
-    local = leaf.addressable_data(0) if isinstance(leaf, jax.Array) else leaf
-    out[key] = zlib.crc32(np.ascontiguousarray(np.asarray(local)).tobytes())
+    out[key] = zlib.crc32(np.ascontiguousarray(np.asarray(leaf)).tobytes())
   return out
 
 
@@ -148,8 +148,8 @@ class Checkpointer:
   def check_room(self, state: TrainState) -> None:
     """A StorageError, before anything is written, when the disk has less room than the
     state's bytes (a write that fails half way leaves the library's threads hanging)."""
-    needed, free = sum(np.size(x) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(state)), \
-        errors.free_bytes(self.directory)
+    needed = sum(np.size(x) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(state))
+    free = errors.free_bytes(self.directory)
     if free is not None and free < needed:
       raise errors.StorageError(
           f"a checkpoint of step {step_of(state)} needs about {errors.format_bytes(needed)} and "
