@@ -202,9 +202,14 @@ def test_a_data_dir_that_is_a_file_is_one_line(tmp_path):
 
 LAUNCHER_CASES = {  # (damage of the prepared digits, fragments of the error line)
     "truncated record file": (lambda version: truncate(train_record(version)),
-                              ["are damaged (DataLossError", "delete "]),
+                              ["data.train_split='train[:90%]'", "'digits'",
+                               "are damaged (DataLossError", "delete "]),
     "label outside the classes": (lambda version: relabel_first_example(version, 10),
-                                  ["label holds [10], outside its 10 classes", "damaged"]),
+                                  ["data.train_split='train[:90%]'", "'digits'",
+                                   "label holds [10], outside its 10 classes", "damaged"]),
+    "malformed dataset_info.json": (lambda version: truncate(version / "dataset_info.json"),
+                                    ["dataset_info.json cannot be read",
+                                     "dataset 'digits' is damaged"]),
 }
 
 
@@ -221,7 +226,18 @@ def test_damaged_data_stops_the_launcher_before_training(case, damaged_copy, tmp
   assert "Traceback" not in proc.stderr + proc.stdout
   lines = error_lines(proc)
   assert len(lines) == 1, stderr_summary(proc.stderr)
-  for fragment in ["data.train_split='train[:90%]'", "'digits'", *fragments]:
+  for fragment in fragments:
     assert fragment in lines[0], lines[0]
   assert not (workdir / "checkpoints").exists()
   assert not (tmp_path / "cache").exists()
+
+
+def test_a_data_dir_that_is_a_file_stops_the_launcher(tmp_path):
+  (tmp_path / "a_file").write_text("not a folder")
+  proc = run_launcher("--config=logreg:digits", f"--config.data.data_dir={tmp_path / 'a_file'}",
+                      f"--workdir={tmp_path / 'run'}")
+  assert proc.returncode == 2, stderr_summary(proc.stderr)
+  assert "Traceback" not in proc.stderr + proc.stdout
+  lines = error_lines(proc)
+  assert len(lines) == 1 and "is not a folder" in lines[0], stderr_summary(proc.stderr)
+  assert not (tmp_path / "run").exists()
