@@ -550,7 +550,6 @@ def main() -> None:
       return
 
     from research.core import distributed, preemption
-    preemption.interrupt_on_signals()
     apply_xla_flags(config)
     from research.train import validation
     try:
@@ -566,6 +565,7 @@ def main() -> None:
     print(distributed.describe(), flush=True)
     if main_process:
       print(f"workdir: {os.path.abspath(workdir)}", flush=True)
+    preemption.interrupt_on_signals()  # until here nothing is written: stop_before_start
     try:
       if "study" in config:  # a program of runs (research/studies)
         if FLAGS.mode != "train":
