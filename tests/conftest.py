@@ -78,6 +78,18 @@ def closed_port_url() -> str:
   return f"http://127.0.0.1:{free_port()}"
 
 
+def assert_one_line_failure(proc, status: int, *fragments: str) -> str:
+  """The launcher exited with ``status`` and exactly one ``error:`` line holding every fragment,
+  with no traceback; returns the line."""
+  assert proc.returncode == status, stderr_summary(proc.stderr)
+  assert "Traceback" not in proc.stderr + proc.stdout
+  lines = error_lines(proc)
+  assert len(lines) == 1, stderr_summary(proc.stderr)
+  for fragment in fragments:
+    assert fragment in lines[0], lines[0]
+  return lines[0]
+
+
 def error_lines(proc) -> list[str]:
   """The ``error: ...`` lines a launcher run printed on stderr."""
   return [line for line in proc.stderr.splitlines() if line.startswith("error:")]

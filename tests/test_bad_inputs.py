@@ -7,8 +7,8 @@ import pytest
 from research.train import modes
 from research import errors
 from research.train import loop, validation
-from tests.conftest import (closed_port_url, error_lines, load_config, run_launcher,
-                            stderr_summary)
+from tests.conftest import (assert_one_line_failure, closed_port_url, error_lines, load_config,
+                            run_launcher, stderr_summary)
 
 def saved_checkpoints(workdir) -> list[str]:
   directory = workdir / "checkpoints"
@@ -83,12 +83,7 @@ def test_bad_input_is_one_line(case, data_dir, tmp_path):
   if not any(a.startswith("--workdir") for a in args):
     args = [*args, f"--workdir={tmp_path / 'run'}"]
   proc = run_launcher(*args, f"--config.data.data_dir={data_dir}", env=env[0] if env else None)
-  assert proc.returncode == 2, stderr_summary(proc.stderr)
-  assert "Traceback" not in proc.stderr + proc.stdout
-  lines = error_lines(proc)
-  assert len(lines) == 1, stderr_summary(proc.stderr)
-  for fragment in fragments:
-    assert fragment in lines[0], lines[0]
+  assert_one_line_failure(proc, 2, *fragments)
   assert not (tmp_path / "run").exists()  # nothing written, not even the folder
 
 

@@ -11,7 +11,8 @@ import pytest
 
 from research import errors
 from research.data import cache, pipeline, splits
-from tests.conftest import error_lines, load_config, run_launcher, stderr_summary
+from tests.conftest import (assert_one_line_failure, error_lines, load_config, run_launcher,
+                            stderr_summary)
 
 SPLIT = "train[:90%]"  # the configs' train_split: 1,293 of digits' 1,437 training images
 
@@ -222,12 +223,7 @@ def test_damaged_data_stops_the_launcher_before_training(case, damaged_copy, tmp
   proc = run_launcher("--config=logreg:digits", "--config.total_steps=60",
                       f"--config.data.data_dir={copy}",
                       f"--config.data.cache_dir={tmp_path / 'cache'}", f"--workdir={workdir}")
-  assert proc.returncode == 2, stderr_summary(proc.stderr)
-  assert "Traceback" not in proc.stderr + proc.stdout
-  lines = error_lines(proc)
-  assert len(lines) == 1, stderr_summary(proc.stderr)
-  for fragment in fragments:
-    assert fragment in lines[0], lines[0]
+  assert_one_line_failure(proc, 2, *fragments)
   assert not (workdir / "checkpoints").exists()
   assert not (tmp_path / "cache").exists()
 
