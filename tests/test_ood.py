@@ -1,6 +1,8 @@
 """OOD detection (research/evaluation/ood.py, research/evaluators/ood_report.py): each score
 and metric against an independent oracle, then the evaluator end to end on the digits."""
 import csv
+import json
+import os
 
 import jax
 import ml_collections
@@ -16,8 +18,6 @@ from research.data import preprocess
 from research.evaluation import ood
 from research.evaluators import ood_report
 from research.tasks import classification, vae
-from research.train import loop
-from tests.conftest import load_config
 
 
 def test_msp_and_energy_match_hand_computation_and_rank_flat_logits_as_ood():
@@ -131,51 +131,155 @@ def test_mean_and_interval_is_the_student_t_interval():
   assert mean == 0.5 and np.isnan(half)
 
 
-def ood_config(name: str, data_dir: str, **fields) -> ml_collections.ConfigDict:
-  config = load_config(name, data_dir=data_dir, checkpoint_every_steps=20)
-  config.gate = ""
-  config.evals = ml_collections.ConfigDict(
-      {"ood": dict(type="ood_report", data="test", every_steps=0, **fields)})
-  return config
+SETS = ("vflip", "inverted")
 
 
-def test_a_classifier_tells_inverted_digits_from_the_digits(data_dir, tmp_path):
-  config = ood_config("logreg", data_dir, ood_data="test", ood_preprocess="scale(255, 0)")
-  results = loop.train_and_evaluate(config, str(tmp_path))
-  names = ood_report.Evaluator.metric_names(config.evals.ood, classification.Task)
-  assert len(names) == 12 and "ood/auroc_mahalanobis" in results
+@pytest.fixture(scope="module")
+def study(data_dir, tmp_path_factory):
+  """The OOD study on digits, small: logreg and a Bernoulli VAE with its background model,
+  two seeds, every evaluator field the study sets."""
+  import importlib
+
+  from research.studies import base
+  config = importlib.import_module("configs.studies.ood").get_config("digits")
+  config.pairs.digits = {name: config.pairs.digits[name] for name in SETS}
+  config.classifier, config.vaes, config.seeds = "logreg", ("vae_bernoulli",), (0, 1)
+  config.data_dir, config.total_steps, config.num_samples, config.chunk = data_dir, 20, 4, 2
+  config.regret_steps, config.regret_examples = 10, 150  # one evaluation batch of 200
+  directory = str(tmp_path_factory.mktemp("ood_study"))
+  summary = base.run_study(config, directory)
+  runs = {(row["model"], int(row["seed"])): os.path.join(directory, row["workdir"])
+          for row in csv.DictReader(open(os.path.join(directory, "runs.csv")))}
+  return directory, summary, runs
+
+
+def scores_csv(workdir: str) -> dict:
+  return ood_report.read_scores(os.path.join(workdir, "reports", "ood_ood_scores.csv"))
+
+
+def test_a_classifier_tells_inverted_digits_from_the_digits(study):
+  _, _, runs = study
+  results = json.load(open(os.path.join(runs[("classifier", 0)], "results.json")))
+  config = json.load(open(os.path.join(runs[("classifier", 0)], "config.json")))
+  names = ood_report.Evaluator.metric_names(ml_collections.ConfigDict(config["evals"]["ood"]),
+                                            classification.Task)
+  assert len(names) == 2 * 12 and "ood/inverted/auroc_mahalanobis" in results
   assert all(0.0 <= results[f"ood/{name}"] <= 1.0 for name in names)
-  assert max(results[f"ood/auroc_{s}"] for s in ood_report.CLASSIFIER_SCORES) > 0.9
-  with open(tmp_path / "reports" / "ood_ood_scores.csv") as f:
-    rows = list(csv.reader(f))
-  assert rows[0] == ["set", "msp", "energy", "mahalanobis"]
-  assert [r[0] for r in rows[1:]].count("in") == [r[0] for r in rows[1:]].count("ood") > 100
+  assert max(results[f"ood/inverted/auroc_{s}"] for s in ood_report.CLASSIFIER_SCORES) > 0.9
+  sets = scores_csv(runs[("classifier", 0)])
+  assert list(sets) == ["in", *sorted(SETS)]  # the config's order (ConfigDict sorts its keys)
+  assert list(sets["in"]) == list(ood_report.CLASSIFIER_SCORES)
+  assert len(sets["in"]["msp"]) == len(sets["vflip"]["msp"]) > 100  # the same test split
 
 
-def test_a_vae_scores_flipped_digits_with_its_elbo_and_their_complexity(data_dir, tmp_path):
-  config = ood_config("vae", data_dir, ood_data="test", ood_preprocess="flip_vertical",
-                      num_samples=4, chunk=2)
-  results = loop.train_and_evaluate(config, str(tmp_path))
-  names = ood_report.Evaluator.metric_names(config.evals.ood, vae.Task)
-  scores = ("neg_elbo", "complexity_elbo", "nll", "complexity_nll")
-  assert names == tuple(f"{m}_{s}" for s in scores for m in ("auroc", "aupr_in", "aupr_out",
-                                                             "fpr95"))
-  assert all(0.0 <= results[f"ood/{name}"] <= 1.0 for name in names)
-  with open(tmp_path / "reports" / "ood_ood_scores.csv") as f:
-    rows = list(csv.DictReader(f))
-  complexity = float(rows[0]["neg_elbo"]) / np.log(2) - float(rows[0]["complexity_elbo"])
-  assert 8 * 8 < complexity < 8 * 8 * 8 + 1000  # PNG bits of an 8x8 digit, headers included
-  assert float(rows[0]["nll"]) <= float(rows[0]["neg_elbo"]) + 5.0  # the bound is looser
+def test_a_vae_scores_flipped_digits_with_its_elbo_complexity_and_typicality(study):
+  _, _, runs = study
+  results = json.load(open(os.path.join(runs[("vae_bernoulli", 0)], "results.json")))
+  scores = ("neg_elbo", "complexity_elbo", "nll", "complexity_nll", "regret")
+  for name in SETS:
+    for score in scores:
+      for metric in ("auroc", "aupr_in", "aupr_out", "fpr95"):
+        assert 0.0 <= results[f"ood/{name}/{metric}_{score}"] <= 1.0
+    for score in ("neg_elbo", "nll"):
+      assert 0.0 <= results[f"ood/{name}/typicality_auroc_{score}"] <= 1.0
+      assert 0.0 <= results[f"ood/{name}/typicality_tpr_{score}"] <= 1.0
+  # Inverted binarized digits are mostly ink: a typical batch of them is far from typical.
+  assert results["ood/inverted/typicality_tpr_neg_elbo"] == 1.0
+  assert results["ood/typicality_fpr_neg_elbo"] < 0.5
+  sets = scores_csv(runs[("vae_bernoulli", 0)])
+  assert list(sets) == ["in", *sorted(SETS), "reference"]
+  complexity = sets["in"]["neg_elbo"] / np.log(2) - sets["in"]["complexity_elbo"]
+  # PNG bits of a binarized 8x8 digit, headers included; the same image, the same length.
+  assert np.all((8 * 8 < complexity) & (complexity < 8 * 8 * 8 + 1000))
+  inverted = sets["inverted"]["neg_elbo"] / np.log(2) - sets["inverted"]["complexity_elbo"]
+  assert np.median(inverted) != np.median(complexity)
+  assert np.all(sets["in"]["nll"] <= sets["in"]["neg_elbo"] + 5.0)  # the bound is looser
+  # The regret scores each set's first evaluation batch only; the reference set not at all.
+  assert len(sets["in"]["regret"]) == len(sets["vflip"]["regret"]) == 200
+  assert len(sets["in"]["neg_elbo"]) > 200 and "regret" not in sets["reference"]
+
+
+def test_the_likelihood_regret_is_what_a_posterior_fitted_to_each_image_gains(study, data_dir):
+  import tensorflow_datasets as tfds
+
+  from research.train import restore
+  _, _, runs = study
+  run = restore.restore(runs[("vae_bernoulli", 0)])
+  images = tfds.as_numpy(tfds.load("digits", split="test[:64]", batch_size=-1,
+                                   data_dir=data_dir))["image"]
+  regret = lambda steps, **kw: run.predict("regret", {"image": images}, steps=steps,  # noqa: E731
+                                           learning_rate=0.05, fit_samples=1, num_samples=8, **kw)
+  np.testing.assert_array_equal(regret(0), 0.0)  # unfitted: the same ELBO estimate twice
+  short, long = regret(5), regret(60)
+  assert short.shape == (64,) and np.mean(long) > np.mean(short) > 0
+  assert np.mean(long > 0) > 0.9  # almost every image's ELBO rises when fitted alone
+  # Each image is fitted alone: changing the other images of its batch leaves its regret.
+  others = np.concatenate([images[:8], images[8:, ::-1]])
+  alone = run.predict("regret", {"image": others}, steps=60, learning_rate=0.05,
+                      fit_samples=1, num_samples=8)
+  np.testing.assert_allclose(alone[:8], long[:8], rtol=1e-4, atol=1e-3)
+  assert not np.allclose(alone[8:], long[8:], atol=1e-3)
+
+
+def test_the_study_table_is_the_mean_of_each_seeds_metrics_with_likelihood_ratios(study):
+  directory, summary, runs = study
+  assert summary["runs"] == 6 and summary["reused"] == 0
+  rows = list(csv.DictReader(open(os.path.join(directory, "ood.csv"))))
+  scores = {r["score"] for r in rows}
+  assert {"classifier:msp", "classifier:mahalanobis", "vae_bernoulli:nll",
+          "vae_bernoulli:regret", "vae_bernoulli:lr_elbo", "vae_bernoulli:lr_nll"} <= scores
+  assert not any("background" in s for s in scores)  # a background model is no detector
+  # The oracle: scikit-learn on the two runs' per-example scores, seed by seed.
+  for name, score, (family, column) in (("vflip", "vae_bernoulli:lr_nll", ("vae_bernoulli", "nll")),
+                                        ("inverted", "classifier:energy", ("classifier", "energy"))):
+    aurocs = []
+    for seed in (0, 1):
+      sets = scores_csv(runs[(family, seed)])
+      values = {k: v[column] for k, v in sets.items()}
+      if score.endswith("lr_nll"):
+        background = scores_csv(runs[(family + "_background", seed)])
+        values = {k: v - background[k][column] for k, v in values.items()}
+      aurocs.append(sk_metrics.roc_auc_score(
+          np.r_[np.zeros(len(values["in"])), np.ones(len(values[name]))],
+          np.r_[values["in"], values[name]]))
+    row = next(r for r in rows if r["ood"] == name and r["score"] == score)
+    assert float(row["auroc"]) == pytest.approx(np.mean(aurocs))
+    assert float(row["auroc_ci95"]) == pytest.approx(ood.mean_and_interval(aurocs)[1])
+    assert row["seeds"] == "2"
+  best = list(csv.DictReader(open(os.path.join(directory, "best.csv"))))
+  assert {(r["ood"], r["family"]) for r in best} == {(n, f) for n in SETS
+                                                     for f in ("classifier", "vae_bernoulli")}
+  for name in SETS:
+    for kind in ("roc", "hist"):
+      assert os.path.getsize(os.path.join(directory, f"{kind}_digits_vs_{name}.png")) > 10_000
+
+
+def test_random_pixels_replaces_the_given_fraction_with_uniform_levels():
+  images = np.full((200, 8, 8), 0.5, np.float32)
+  rng = jax.random.PRNGKey(0)
+  same = preprocess.parse("random_pixels(0.0)")({"image": images}, rng)["image"]
+  np.testing.assert_array_equal(same, images)
+  out = np.asarray(preprocess.parse("random_pixels(0.3, 2)")({"image": images}, rng)["image"])
+  changed = out != 0.5
+  assert set(np.unique(out)) == {0.0, 0.5, 1.0}
+  assert changed.mean() == pytest.approx(0.3, abs=0.02)
+  assert out[changed].mean() == pytest.approx(0.5, abs=0.03)  # 0 and 1 equally often
+  grey = np.asarray(preprocess.parse("random_pixels(1.0)")({"image": images}, rng)["image"])
+  np.testing.assert_allclose(grey * 255, np.rint(grey * 255), atol=1e-4)  # grey levels k / 255
+  assert len(np.unique(grey)) > 200 and grey.mean() == pytest.approx(0.5, abs=0.02)
 
 
 def test_ood_report_rejects_bad_fields_in_one_line():
   config = ml_collections.ConfigDict(dict(type="ood_report", data="test"))
-  with pytest.raises(errors.ConfigError, match=r"evals.ood.ood_data=None is not allowed"):
+  with pytest.raises(errors.ConfigError, match=r"evals.ood.ood_sets=None is not allowed"):
     ood_report.Evaluator.validate("ood", config, classification.Task)
-  config.ood_data = "test"
-  config.ood_preprocess = "flip_sideways"
+  config.ood_sets = dict(flipped=dict(data="tset"))
+  with pytest.raises(errors.ConfigError, match=r"evals.ood.ood_sets.flipped.data='tset'"):
+    ood_report.Evaluator.validate("ood", config, classification.Task)
+  config.ood_sets.flipped = dict(data="test", preprocess="flip_sideways")
   with pytest.raises(errors.ConfigError, match="unknown preprocessing op 'flip_sideways'"):
     ood_report.Evaluator.validate("ood", config, classification.Task)
-  config.ood_preprocess, config.num_samples = "flip_horizontal", 30
+  config.ood_sets.flipped = dict(data="test", preprocess="flip_horizontal")
+  config.num_samples = 30
   with pytest.raises(errors.ConfigError, match=r"evals.ood.num_samples=30 is not allowed"):
     ood_report.Evaluator.validate("ood", config, vae.Task)

@@ -76,6 +76,21 @@ def random_flip(key: str = "image") -> Op:
   return lambda batch, rng: _map_key(batch, key, lambda x: flip(x, rng))
 
 
+@register("random_pixels")
+def random_pixels(rate: float, levels: int = 256, key: str = "image") -> Op:
+  """Replaces each pixel with probability ``rate`` by a level drawn uniformly from
+  ``levels`` evenly spaced values in [0, 1] (2: a random bit, for binarized images; 256: a
+  grey level k / 255): the perturbation that trains the background model of a likelihood
+  ratio (Ren et al. 2019, "Likelihood ratios for out-of-distribution detection"). For
+  images in [0, 1], i.e. after ``scale(0, 1)`` (and ``binarize``); training augmentation."""
+  def perturb(images, rng):
+    replace_rng, level_rng = jax.random.split(rng)
+    replaced = jax.random.bernoulli(replace_rng, rate, images.shape)
+    values = jax.random.randint(level_rng, images.shape, 0, levels) / (levels - 1)
+    return jnp.where(replaced, values.astype(images.dtype), images)
+  return lambda batch, rng: _map_key(batch, key, lambda x: perturb(x, rng))
+
+
 @register("flip_vertical")
 def flip_vertical(key: str = "image") -> Op:
   """Mirrors every image top-bottom (deterministic): e.g. a shifted copy of a split."""

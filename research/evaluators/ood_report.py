@@ -1,27 +1,47 @@
 """What a model knows it does not know: how well its scores (higher = more out-of-
 distribution, research/evaluation/ood.py) separate its in-distribution split (``data``;
-set ``data="test"``) from an OOD one (``ood_data``):
+set ``data="test"``) from each of its OOD sets (``ood_sets``):
 
   classifier  msp (-max softmax probability), energy (-T logsumexp(logits / T)) and
               mahalanobis (the closest class mean under a tied covariance, fitted on the
               penultimate features of ``train_data``)
-  latent      neg_elbo (nats), complexity_elbo (-ELBO in bits minus the PNG length L(x) of
-              the uint8 image); with ``num_samples`` > 0 also nll (importance-sampled -log
-              p(x), research/evaluators/likelihood.py) and complexity_nll
+  latent      neg_elbo (nats), complexity_elbo (-ELBO in bits minus L(x), the PNG length of
+              the image the model scores: binarized pixels for a Bernoulli decoder); with
+              ``num_samples`` > 0 also nll (importance-sampled -log p(x),
+              research/evaluators/likelihood.py) and complexity_nll; with
+              ``regret_steps`` > 0 also regret (likelihood regret, Xiao et al. 2020:
+              research/tasks/vae.py:Task.regret) on the first ``regret_examples`` of
+              every set (whole evaluation batches), as a posterior fitted per image
+              costs ``regret_steps`` ELBOs of it
 
-For each score S: ``auroc_S``, ``aupr_in_S``, ``aupr_out_S`` and ``fpr95_S`` (the fraction of
-in-distribution examples flagged at the threshold that detects 95% of the OOD ones), and
-every example's scores in ``WORKDIR/reports/PREFIX_ood_scores.csv``. Fields:
+For each OOD set NAME and score S: ``NAME/auroc_S``, ``NAME/aupr_in_S``, ``NAME/aupr_out_S``
+and ``NAME/fpr95_S`` (the fraction of in-distribution examples flagged at the threshold that
+detects 95% of the OOD ones). Latent models also run the typicality test (Nalisnick et al.
+2019) on batches of ``typicality_batch`` examples for neg_elbo (and nll): the entropy is the
+mean score of the first half of ``reference_data`` (held-out in-distribution data, by
+default val), the threshold is bootstrapped from its second half, and
+``NAME/typicality_auroc_S`` (batches ranked by their typicality score),
+``NAME/typicality_tpr_S`` (OOD batches flagged) and ``typicality_fpr_S`` (in-distribution
+batches flagged) are reported. Every example's scores go to
+``WORKDIR/reports/PREFIX_ood_scores.csv`` (column ``set``: in, reference or the OOD set's
+name), in the order of the splits. Fields:
 
-    ood_data        a split of the run's data or a ConfigDict of data fields with a split
-                    (e.g. dict(name="fashion_mnist", split="test")); required
-    ood_preprocess  preprocessing ops (research/data/preprocess.py) applied to the raw OOD
-                    batches before the run's own: e.g. "flip_vertical", or "scale(255, 0)",
-                    which inverts uint8 images (x -> 255 - x)
-    train_data      the split the Mahalanobis Gaussians are fitted on (classifiers)
-    temperature     T of the energy score
-    num_samples     importance samples of the latent model's nll (0: no nll scores)
-    chunk           samples drawn at a time (a divisor of num_samples)
+    ood_sets          NAME -> dict(data=..., preprocess=""): ``data`` a split of the run's
+                      data or a ConfigDict of data fields with a split (e.g.
+                      dict(name="fashion_mnist", split="test")); ``preprocess`` ops
+                      (research/data/preprocess.py) applied to the raw batches before the
+                      run's own: e.g. "flip_vertical", or "scale(255, 0)", which inverts
+                      uint8 images (x -> 255 - x); required, at least one
+    train_data        the split the Mahalanobis Gaussians are fitted on (classifiers)
+    temperature       T of the energy score
+    num_samples       importance samples of the latent model's nll (0: no nll scores)
+    chunk             samples drawn at a time (a divisor of num_samples)
+    reference_data    the typicality test's held-out in-distribution split ("": no test)
+    typicality_batch  M, the examples per batch of the typicality test
+    regret_steps      Adam steps of the likelihood regret's per-image fit (0: no regret)
+    regret_learning_rate, regret_fit_samples, regret_samples
+                      its step size, samples per step, samples of its two final ELBOs
+    regret_examples   the examples of each set scored by the regret (it costs ~steps ELBOs)
 """
 import csv
 import dataclasses
@@ -42,49 +62,63 @@ METRICS = (("auroc", "auroc"), ("aupr_in", "aupr_in"), ("aupr_out", "aupr_out"),
 CLASSIFIER_SCORES = ("msp", "energy", "mahalanobis")
 LATENT_SCORES = ("neg_elbo", "complexity_elbo")
 NLL_SCORES = ("nll", "complexity_nll")
-RAW_IMAGE = "ood_raw_image"  # the batch's image before the run's preprocessing
+TYPICALITY_SCORES = ("neg_elbo", "nll")  # the typicality test's statistics, when computed
+IN, REFERENCE = "in", "reference"  # the CSV's names of the in-distribution sets
 
 
 def score_names(config: ml_collections.ConfigDict, task_cls) -> tuple[str, ...]:
   if tasks_base.CLASSIFIER in task_cls.capabilities:
     return CLASSIFIER_SCORES
-  return LATENT_SCORES + (NLL_SCORES if config.get("num_samples", 0) else ())
+  return (LATENT_SCORES + (NLL_SCORES if config.get("num_samples", 0) else ())
+          + (("regret",) if config.get("regret_steps", 0) else ()))
+
+
+def typicality_scores(config: ml_collections.ConfigDict, task_cls) -> tuple[str, ...]:
+  if tasks_base.CLASSIFIER in task_cls.capabilities or not config.get("reference_data", "val"):
+    return ()
+  return tuple(s for s in TYPICALITY_SCORES if s in score_names(config, task_cls))
 
 
 def uint8_images(images: np.ndarray) -> np.ndarray:
-  """Raw images as uint8 (an OOD op such as ``scale(255, 0)`` leaves them float in [0, 255])."""
-  if images.dtype == np.uint8:
-    return images
-  return np.clip(np.rint(images), 0, 255).astype(np.uint8)
+  """The model's input images in [0, 1] as the uint8 grey levels 0..255 they stand for."""
+  images = np.asarray(images)
+  if images.min() < 0.0 or images.max() > 1.0:
+    raise errors.ConfigError(
+        f"ood_report's complexity scores need images in [0, 1] after preprocessing; they span "
+        f"[{images.min():.3g}, {images.max():.3g}] (data.preprocess)")
+  return np.rint(images * 255.0).astype(np.uint8)
 
 
 class Evaluator(base.Evaluator):
-  fields = {"ood_data": None, "ood_preprocess": "", "train_data": "train", "temperature": 1.0,
-            "num_samples": 0, "chunk": 50}
+  fields = {"ood_sets": None, "train_data": "train", "temperature": 1.0, "num_samples": 0,
+            "chunk": 50, "reference_data": "val", "typicality_batch": 10, "regret_steps": 0,
+            "regret_learning_rate": 0.02, "regret_fit_samples": 1, "regret_samples": 32,
+            "regret_examples": 2000}
 
   def __init__(self, name, config, context):
     super().__init__(name, config, context)
     self.classifier = tasks_base.CLASSIFIER in self.task.capabilities
-    shift = preprocess_lib.parse(self.option("ood_preprocess"))
-    self.ood_batches = context.load(self.option("ood_data"))
     fns, keep = self.prediction_fns()
-    self.predict = base.predictions_fn(self.shifted(lambda batch, rng: batch), fns, keep)
-    self.predict_ood = base.predictions_fn(self.shifted(shift), fns, keep)
+    self.predict = base.predictions_fn(context, fns, keep)
+    self.regret = self.regret_fn(context) if self.option("regret_steps") else None
+    self.ood = {}  # set name -> (predict, regret, batches)
+    for set_name, spec in self.option("ood_sets").items():
+      shifted = self.shifted(preprocess_lib.parse(spec.get("preprocess", "")))
+      self.ood[set_name] = (base.predictions_fn(shifted, fns, keep),
+                            self.regret_fn(shifted) if self.regret else None,
+                            context.load(spec.data))
+    self.typicality = typicality_scores(config, type(self.task))
+    if self.typicality:
+      self.reference_batches = context.load(self.option("reference_data"))
     if self.classifier:
       self.train_batches = context.load(self.option("train_data"))
       self.predict_train = base.predictions_fn(
           context, {"features": self.task.prediction("features")}, keep=("label",))
 
   def shifted(self, shift) -> base.Context:
-    """The context whose preprocessing applies ``shift`` to the raw batch, then the run's
-    preprocessing, and keeps the shifted raw image as RAW_IMAGE."""
+    """The context whose preprocessing applies ``shift`` to the raw batch, then the run's."""
     run_preprocess = self.context.preprocess
-
-    def apply(batch, rng):
-      batch = shift(batch, jax.random.fold_in(rng, 1))
-      out = run_preprocess(batch, rng)
-      return {**out, RAW_IMAGE: batch["image"]} if "image" in batch else out
-
+    apply = lambda batch, rng: run_preprocess(shift(batch, jax.random.fold_in(rng, 1)), rng)  # noqa: E731
     return dataclasses.replace(self.context, preprocess=apply)
 
   def prediction_fns(self) -> tuple[dict, tuple[str, ...]]:
@@ -103,7 +137,15 @@ class Evaluator(base.Evaluator):
     if k:
       nll = self.task.prediction("nll")
       fns["nll"] = lambda *args: nll(*args, k, chunk)
-    return fns, (RAW_IMAGE,)
+    return fns, ("image",)  # the image the model scores, for its complexity
+
+  def regret_fn(self, context: base.Context):
+    regret = self.task.prediction("regret")
+    options = dict(steps=self.option("regret_steps"),
+                   learning_rate=self.option("regret_learning_rate"),
+                   fit_samples=self.option("regret_fit_samples"),
+                   num_samples=self.option("regret_samples"))
+    return base.predictions_fn(context, {"regret": lambda *args: regret(*args, **options)})
 
   @classmethod
   def validate(cls, name, config, task_cls):
@@ -113,19 +155,27 @@ class Evaluator(base.Evaluator):
             f"evals.{name}.type", config.type,
             f"an evaluator this task can feed (task {task_cls.__module__} is neither a "
             f"classifier nor a latent-variable model)")
-    for field in ("ood_data", "train_data"):
-      data = config.get(field, cls.fields[field])
-      require(data in ("train", "val", "test")
-              or (isinstance(data, ml_collections.ConfigDict) and "split" in data),
-              f"evals.{name}.{field}", data,
-              "train, val, test or a ConfigDict of data fields with a split")
-    spec = config.get("ood_preprocess", "")
-    require(isinstance(spec, str), f"evals.{name}.ood_preprocess", spec,
-            "a string of preprocessing ops")
-    try:
-      preprocess_lib.parse(spec)
-    except errors.ConfigError as e:
-      raise errors.ConfigError(f"evals.{name}.ood_preprocess={spec!r}: {e}") from None
+    sets = config.get("ood_sets")
+    require(isinstance(sets, ml_collections.ConfigDict) and len(sets) > 0,
+            f"evals.{name}.ood_sets", sets,
+            "a ConfigDict of OOD sets, NAME=dict(data=..., preprocess=...)")
+    for set_name, spec in sets.items():
+      field = f"evals.{name}.ood_sets.{set_name}"
+      require(isinstance(spec, ml_collections.ConfigDict) and "data" in spec
+              and not set(spec) - {"data", "preprocess"}, field, spec,
+              "dict(data=..., preprocess=...)")
+      cls.validate_data(f"{field}.data", spec.data)
+      preprocess = spec.get("preprocess", "")
+      require(isinstance(preprocess, str), f"{field}.preprocess", preprocess,
+              "a string of preprocessing ops")
+      try:
+        preprocess_lib.parse(preprocess)
+      except errors.ConfigError as e:
+        raise errors.ConfigError(f"{field}.preprocess={preprocess!r}: {e}") from None
+    cls.validate_data(f"evals.{name}.train_data", config.get("train_data", "train"))
+    reference = config.get("reference_data", "val")
+    if reference != "":
+      cls.validate_data(f"evals.{name}.reference_data", reference)
     temperature = config.get("temperature", 1.0)
     require(isinstance(temperature, (int, float)) and temperature > 0,
             f"evals.{name}.temperature", temperature, "a positive number")
@@ -134,20 +184,47 @@ class Evaluator(base.Evaluator):
             "a positive integer")
     require(isinstance(k, int) and k >= 0 and k % chunk == 0, f"evals.{name}.num_samples", k,
             f"0 (no nll scores) or a multiple of evals.{name}.chunk={chunk}")
+    for field in ("typicality_batch", "regret_fit_samples", "regret_samples", "regret_examples"):
+      value = config.get(field, cls.fields[field])
+      require(isinstance(value, int) and value >= 1, f"evals.{name}.{field}", value,
+              "a positive integer")
+    steps = config.get("regret_steps", 0)
+    require(isinstance(steps, int) and steps >= 0, f"evals.{name}.regret_steps", steps,
+            "0 (no regret) or a positive number of steps")
+    require(not steps or tasks_base.LATENT in task_cls.capabilities, f"evals.{name}.regret_steps",
+            steps, "0 for a model without a posterior")
+
+  @staticmethod
+  def validate_data(field: str, data) -> None:
+    errors.require(data in ("train", "val", "test")
+                   or (isinstance(data, ml_collections.ConfigDict) and "split" in data),
+                   field, data, "train, val, test or a ConfigDict of data fields with a split")
 
   @classmethod
   def metric_names(cls, config, task_cls):
-    return tuple(f"{metric}_{score}" for score in score_names(config, task_cls)
-                 for metric, _ in METRICS)
+    scores = score_names(config, task_cls)
+    names = []
+    for set_name in config.ood_sets:
+      names += [f"{set_name}/{metric}_{score}" for score in scores for metric, _ in METRICS]
+      names += [f"{set_name}/typicality_{m}_{score}" for score in typicality_scores(config, task_cls)
+                for m in ("auroc", "tpr")]
+    names += [f"typicality_fpr_{score}" for score in typicality_scores(config, task_cls)]
+    return tuple(names)
 
-  def scores(self, state, predict, batches, name: str, fitted) -> dict[str, np.ndarray]:
-    """Every score of one set's examples."""
+  def scores(self, state, predict, batches, name: str, fitted,
+             regret=None) -> dict[str, np.ndarray]:
+    """Every score of one set's examples (the regret of its first ones)."""
     out = base.gather(predict, state, batches, self.context.rng, name=f"{self.name} ({name})")
     scores = dict(out["scores"])
+    if regret is not None:
+      batch_size = len(jax.tree.leaves(batches[0])[0])
+      subset = batches[:-(-self.option("regret_examples") // batch_size)]
+      scores["regret"] = base.gather(regret, state, subset, self.context.rng,
+                                     name=f"{self.name} ({name}, regret)")["regret"]
     if self.classifier:
       scores["mahalanobis"] = ood.mahalanobis_score(fitted, out["features"])
       return scores
-    complexity = ood.input_complexity_bits(uint8_images(out[RAW_IMAGE]))
+    complexity = ood.input_complexity_bits(uint8_images(out["image"]))
     scores["complexity_elbo"] = ood.complexity_corrected_score(
         ood.nats_to_bits(scores["neg_elbo"]), complexity)
     if "nll" in out:
@@ -166,20 +243,62 @@ class Evaluator(base.Evaluator):
 
   def run(self, state, step, scope):
     fitted = self.fit(state)
-    sets = {"in": self.scores(state, self.predict, self.batches, "in-distribution", fitted),
-            "ood": self.scores(state, self.predict_ood, self.ood_batches, "OOD", fitted)}
+    sets = {IN: self.scores(state, self.predict, self.batches, "in-distribution", fitted,
+                            self.regret)}
+    for set_name, (predict, regret, batches) in self.ood.items():
+      sets[set_name] = self.scores(state, predict, batches, set_name, fitted, regret)
+    if self.typicality:
+      sets[REFERENCE] = self.scores(state, self.predict, self.reference_batches, "reference",
+                                    fitted)
     names = score_names(self.config, type(self.task))
     scalars = {}
-    for score in names:
-      metrics = ood.ood_metrics(sets["in"][score], sets["ood"][score])
-      scalars.update({f"{metric}_{score}": metrics[key] for metric, key in METRICS})
+    for set_name in self.ood:
+      for score in names:
+        metrics = ood.ood_metrics(sets[IN][score], sets[set_name][score])
+        scalars.update({f"{set_name}/{metric}_{score}": metrics[key] for metric, key in METRICS})
+    for score in self.typicality:
+      scalars.update(self.typicality_test(sets, score))
     directory = self.context.report_dir(scope)
     if directory is not None:
-      with open(os.path.join(directory, f"{base.prefix(self.name, self.config)}_ood_scores.csv"),
-                "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["set", *names])
-        for label, scores in sets.items():
-          writer.writerows([label, *(float(v) for v in row)]
-                           for row in zip(*(scores[n] for n in names)))
+      write_scores(os.path.join(directory, f"{base.prefix(self.name, self.config)}_ood_scores.csv"),
+                   sets, names)
     return base.Output(scalars)
+
+  def typicality_test(self, sets: dict, score: str) -> dict[str, float]:
+    """The typicality test's scalars for ``score`` (see the module docstring)."""
+    reference = sets[REFERENCE][score]
+    half, size = len(reference) // 2, self.option("typicality_batch")
+    test = lambda values: ood.typicality_test(values, reference[:half], reference[half:], size)  # noqa: E731
+    in_batches = test(sets[IN][score])
+    scalars = {f"typicality_fpr_{score}": float(in_batches.ood.mean())}
+    for set_name in self.ood:
+      out_batches = test(sets[set_name][score])
+      scalars[f"{set_name}/typicality_auroc_{score}"] = ood.ood_metrics(
+          in_batches.scores, out_batches.scores)["auroc"]
+      scalars[f"{set_name}/typicality_tpr_{score}"] = float(out_batches.ood.mean())
+    return scalars
+
+
+def write_scores(path: str, sets: dict[str, dict[str, np.ndarray]], names: tuple[str, ...]):
+  """One row per example of each set; a score computed on a set's first examples only (the
+  regret) leaves the other rows' cells empty."""
+  with open(path, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(["set", *names])
+    for set_name, scores in sets.items():
+      columns = [scores.get(n, ()) for n in names]
+      for i in range(max(len(c) for c in columns)):
+        writer.writerow([set_name, *(float(c[i]) if i < len(c) else "" for c in columns)])
+
+
+def read_scores(path: str) -> dict[str, dict[str, np.ndarray]]:
+  """``write_scores``' file back: set name -> score name -> its examples' scores, in order."""
+  with open(path, newline="") as f:
+    rows = list(csv.DictReader(f))
+  sets: dict[str, dict[str, list]] = {}
+  for row in rows:
+    scores = sets.setdefault(row.pop("set"), {})
+    for name, value in row.items():
+      if value != "":
+        scores.setdefault(name, []).append(float(value))
+  return {s: {n: np.asarray(v) for n, v in scores.items()} for s, scores in sets.items()}

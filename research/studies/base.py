@@ -21,6 +21,7 @@ checkpoints) and trains a changed config afresh in a new workdir. ``runs.csv`` a
 import csv
 import dataclasses
 import hashlib
+import importlib
 import json
 import math
 import os
@@ -77,18 +78,35 @@ def execute(run: Run, workdir: str) -> RunResult:
   return RunResult(run, workdir, results, wall, reused=False)
 
 
+def study_config(name: str, arg: str, seed: int, data_dir: str | None = None,
+                 total_steps: int = -1) -> ml_collections.ConfigDict:
+  """``configs/NAME.py``'s config for ``arg`` with the study's seed, data dir and (when
+  ``total_steps`` > 0) a budget of that many steps, its logs, evaluations and checkpoints
+  no further apart."""
+  config = importlib.import_module(f"configs.{name}").get_config(arg)
+  config.seed = seed
+  if data_dir:
+    config.data.data_dir = data_dir
+  if total_steps > 0:
+    config.total_steps = total_steps
+    for field in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps"):
+      config[field] = min(config[field], total_steps)
+  return config
+
+
 def write_table(rows: list[dict], path_stem: str, float_format: str = "{:.4f}") -> None:
-  """``rows`` (dicts with the same keys) as ``PATH_STEM.csv`` and a Markdown ``PATH_STEM.md``."""
+  """``rows`` as ``PATH_STEM.csv`` and a Markdown ``PATH_STEM.md``: the columns are every
+  row's keys in the order they first appear, a row without a key leaves its cell empty."""
   if not rows:
     return
-  columns = list(rows[0])
+  columns = list(dict.fromkeys(key for row in rows for key in row))
   with open(path_stem + ".csv", "w", newline="") as f:
-    writer = csv.DictWriter(f, columns)
+    writer = csv.DictWriter(f, columns, restval="")
     writer.writeheader()
     writer.writerows(rows)
   cell = lambda v: float_format.format(v) if isinstance(v, float) else str(v)  # noqa: E731
   lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
-  lines += ["| " + " | ".join(cell(r[c]) for c in columns) + " |" for r in rows]
+  lines += ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows]
   with open(path_stem + ".md", "w") as f:
     f.write("\n".join(lines) + "\n")
 

@@ -4,7 +4,6 @@ wall time, over seeds (mean and 95% interval).
 Writes ``zoo.csv`` / ``zoo.md`` (one row per config) and ``zoo.png`` (accuracy against
 wall time) in the study directory.
 """
-import importlib
 import os
 
 import ml_collections
@@ -18,15 +17,8 @@ class Study:
     self.config = config
 
   def run_config(self, name: str, seed: int) -> ml_collections.ConfigDict:
-    config = importlib.import_module(f"configs.{name}").get_config(self.config.dataset)
-    config.seed = seed
-    if self.config.data_dir:
-      config.data.data_dir = self.config.data_dir
-    if self.config.total_steps > 0:
-      config.total_steps = self.config.total_steps
-      for field in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps"):
-        config[field] = min(config[field], self.config.total_steps)
-    return config
+    return base.study_config(name, self.config.dataset, seed, self.config.data_dir,
+                             self.config.total_steps)
 
   def runs(self) -> list[base.Run]:
     return [base.Run(f"{name}_seed{seed}", self.run_config(name, seed),

@@ -20,6 +20,7 @@ import statistics
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from clu import metrics
 
 from research import errors
@@ -69,7 +70,7 @@ class Task(base.BaseTask):
       "bits_per_dim": metrics.Average.from_output("bits_per_dim"),  # of -ELBO
   }
   capabilities = frozenset({base.GENERATIVE, base.LATENT, base.IMAGES})
-  predictions = ("encode", "reconstruct", "elbo", "nll")
+  predictions = ("encode", "reconstruct", "elbo", "nll", "regret")
 
   def __init__(self, config):
     super().__init__(config)
@@ -199,6 +200,42 @@ class Task(base.BaseTask):
 
   def nll(self, params, model_state, batch, rng, num_samples: int, chunk: int):
     return -self.test_log_likelihood(params, model_state, batch, rng, num_samples, chunk)
+
+  def regret(self, params, model_state, batch, rng, steps: int, learning_rate: float,
+             fit_samples: int, num_samples: int):
+    """Likelihood regret per image (Xiao et al. 2020, "Likelihood regret: an out-of-
+    distribution detection score for variational auto-encoder"): how much the ELBO of x
+    gains when the posterior is fitted to x alone instead of amortized by the encoder,
+    -ELBO(x; encoder) - min -ELBO(x; q_x), in nats (higher = more OOD).
+
+    Xiao et al. refit the encoder's weights to each x; for one x an encoder can output any
+    Gaussian (its last layer's bias alone can), so that optimum is the optimum over the
+    Gaussian q_x = N(mean, exp(log_var)) itself, which is what is fitted here: ``steps`` of
+    Adam at ``learning_rate`` from the encoder's (mean, log_var), each step on the ELBO of
+    ``fit_samples`` fresh samples. Both ELBOs are then estimated with the same
+    ``num_samples`` samples (the score's noise: the difference of two estimates). Every image is fitted independently inside one jitted loop
+    (the objective is a sum over the batch, so each image's gradient is its own)."""
+    x, condition = batch["image"], self.condition(batch)
+    encode_rng, fit_rng, eval_rng = jax.random.split(rng, 3)
+    amortized = self._apply(params, model_state, "encode", x, condition, rng=encode_rng)
+
+    def neg_elbo(posterior, key, samples):
+      mean, log_var = posterior
+      recon_nll, _ = self.log_weights(params, model_state, x, condition, mean, log_var, key,
+                                      samples)
+      return recon_nll.mean(0) + gaussian_kl(mean, log_var).sum(-1)
+
+    optimizer = optax.adam(learning_rate)
+
+    def fit_step(i, carry):
+      posterior, opt_state = carry
+      grads = jax.grad(lambda q: neg_elbo(q, jax.random.fold_in(fit_rng, i), fit_samples).sum())(posterior)
+      updates, opt_state = optimizer.update(grads, opt_state)
+      return optax.apply_updates(posterior, updates), opt_state
+
+    fitted, _ = jax.lax.fori_loop(0, steps, fit_step, (amortized, optimizer.init(amortized)))
+    return (neg_elbo(amortized, eval_rng, num_samples)
+            - neg_elbo(fitted, eval_rng, num_samples))
 
   def sample_condition(self, num: int, sample_class: int) -> jnp.ndarray | None:
     """One-hot classes for ``num`` samples: all ``sample_class``, or one class per grid row

@@ -1,0 +1,52 @@
+"""python launch.py --config=studies/ood --workdir=/tmp/ood_digits   # offline: digits vs flips
+python launch.py --config=studies/ood:mnist --config.data_dir=DIR --workdir=/tmp/ood
+    # MNIST <-> Fashion-MNIST and Fashion-MNIST vs its flips: benchmarks/RESULTS.md
+
+OOD detection, classifier scores against generative scores (research/studies/ood.py): per
+in-distribution dataset and seed a classifier (MSP, energy, Mahalanobis), a Bernoulli VAE
+on binarized pixels and a discretized-logistic VAE on grey levels (-ELBO, IS NLL with
+``num_samples``, input-complexity corrections, likelihood regret, typicality test), each
+VAE with a background model on perturbed inputs for the likelihood ratio (Ren et al. 2019). Outputs in STUDY_DIR:
+ood.md / ood.csv (every score on every pair: AUROC, AUPR-in/out, FPR95, mean and 95%
+interval over seeds, anchors from the literature), best.md, roc_*.png, hist_*.png.
+
+ARG: ``mnist`` (MNIST -> Fashion-MNIST, Fashion-MNIST -> MNIST and its vertical and
+horizontal flips; needs both prepared in the TFDS data dir) or ``digits`` (the bundled 8x8
+digits against their flips and inverted digits: minutes, offline).
+"""
+import ml_collections
+from ml_collections import config_dict
+
+TEST = lambda name: dict(data=dict(name=name, split="test"))  # noqa: E731
+FLIPS = dict(vflip=dict(data="test", preprocess="flip_vertical"),
+             hflip=dict(data="test", preprocess="flip_horizontal"))
+PAIRS = {
+    "mnist": {"mnist": {"fashion_mnist": TEST("fashion_mnist")},
+              "fashion_mnist": {"mnist": TEST("mnist"), **FLIPS}},
+    "digits": {"digits": {**FLIPS, "inverted": dict(data="test", preprocess="scale(255, 0)")}},
+}
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  arg = arg or "digits"
+  if arg not in PAIRS:
+    raise ValueError(f"unknown config argument {arg!r}; allowed: {', '.join(PAIRS)}")
+  config = ml_collections.ConfigDict()
+  config.study = "ood"  # research/studies/ood.py
+  # In-distribution dataset (each a config ARG) -> its OOD sets: NAME -> dict(data=a split
+  # or data fields with a split, preprocess=ops applied to the raw images).
+  config.pairs = PAIRS[arg]
+  config.seeds = (0, 1, 2)  # the 95% intervals are over these
+  config.classifier = "cnn_fast"  # a classifier config; "": no classifier
+  config.vaes = ("vae_bernoulli", "vae_grey")  # research/studies/ood.py:VAES
+  config.likelihood_ratio = True  # also train each VAE's background model
+  config.background_rate = 0.2  # the background's pixel replacement rate (Ren et al.: 0.1-0.2)
+  config.vae_epochs = -1  # > 0: the VAEs train this many epochs, else configs/vae.py's 50
+  config.num_samples = 100  # importance samples of the nll scores (0: -ELBO only)
+  config.chunk = 50
+  config.typicality_batch = 10  # M of the typicality test
+  config.regret_steps = 200  # the likelihood regret's per-image fit (0: no regret)
+  config.regret_examples = 2000  # the first examples of each set it scores
+  config.data_dir = config_dict.placeholder(str)  # None: TFDS_DATA_DIR or ~/tensorflow_datasets
+  config.total_steps = -1  # > 0: every run this many steps (a quick look), else its own
+  return config

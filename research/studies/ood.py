@@ -1,0 +1,222 @@
+"""What each family knows it does not know: classifier scores against generative scores on
+the same in-distribution / OOD pairs, over seeds.
+
+For every in-distribution dataset D (``config.pairs``) and seed the study trains
+
+  classifier           ``config.classifier`` (cnn_fast): msp, energy, mahalanobis
+  vae_bernoulli        the MLP VAE (configs/vae.py) on binarized pixels, Bernoulli decoder:
+                       -ELBO, IS NLL, their complexity corrections, likelihood regret
+  vae_grey             the same VAE on 8-bit grey levels, discretized logistic decoder
+  *_background         each VAE again on inputs perturbed with ``random_pixels(rate)`` (Ren
+                       et al. 2019), for the likelihood ratios
+
+and each run's final ``ood_report`` (research/evaluators/ood_report.py) scores D's test
+split and every OOD set of D. The analysis adds the likelihood ratios of every VAE against
+its background model of the same seed (``lr_elbo`` = -ELBO - background -ELBO, ``lr_nll``
+the same with the importance-sampled NLL), computes AUROC, AUPR-in, AUPR-out and FPR at
+95% TPR per seed (research/evaluation/ood.py) and writes, in the study directory:
+
+  ood.csv / ood.md       per pair and score: each metric's mean and 95% interval over
+                         seeds, the typicality test's batch AUROC, and the published anchor
+  best.md                per pair: the best score of each family
+  roc_D_vs_O.png         ROC curves of every score (first seed)
+  hist_D_vs_O.png        in vs OOD histograms of every score (first seed)
+
+The test splits are read once, by the final evaluation; no score or threshold is chosen on
+OOD data (the table reports every score; "best" is a reading of the table, not a model
+selection).
+"""
+import os
+
+import ml_collections
+import numpy as np
+
+from research.evaluation import ood as ood_lib
+from research.evaluators import ood_report
+from research.studies import base
+
+EVAL = "ood"  # the runs' evaluation of the OOD sets, and its CSV: reports/ood_ood_scores.csv
+CLASSIFIER = "classifier"
+VAES = {  # family -> (data.preprocess, task.likelihood, levels of its background's noise)
+    "vae_bernoulli": ("scale(0, 1)|binarize", "bernoulli", 2),
+    "vae_grey": ("scale(0, 1)", "logistic", 256),
+}
+BACKGROUND = "_background"
+LIKELIHOOD_RATIOS = (("lr_elbo", "neg_elbo"), ("lr_nll", "nll"))  # (name, score it corrects)
+
+# Published AUROCs beside ours: (in, ood, score) -> (auroc, source). The Fashion-MNIST rows
+# are those Ren et al. 2019 (Table 1, PixelCNN++ / classifier baselines) and Xiao et al.
+# 2020 report; the flips are the best per-sample VAE scores of Xiao et al. 2020.
+ANCHORS = {
+    ("fashion_mnist", "mnist", "likelihood"): (0.089, "Ren 2019, PixelCNN++ likelihood"),
+    ("fashion_mnist", "mnist", "lr"): (0.994, "Ren 2019, PixelCNN++ likelihood ratio"),
+    ("fashion_mnist", "mnist", "regret"): (0.988, "Xiao 2020, VAE likelihood regret"),
+    ("fashion_mnist", "mnist", "msp"): (0.734, "Ren 2019, classifier MSP"),
+    ("fashion_mnist", "mnist", "mahalanobis"): (0.942, "Ren 2019, Mahalanobis"),
+    ("fashion_mnist", "vflip", "best"): (0.87, "Xiao 2020, best per-sample VAE score"),
+    ("fashion_mnist", "hflip", "best"): (0.67, "Xiao 2020, best per-sample VAE score"),
+}
+
+
+def anchor_key(score: str) -> str:
+  """Which published score a score of ours stands beside."""
+  _, _, name = score.partition(":")
+  if name in ("neg_elbo", "nll"):
+    return "likelihood"
+  return "lr" if name.startswith("lr_") else name
+
+
+class Study:
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.config = config
+
+  # ---- the runs
+  def families(self) -> tuple[str, ...]:
+    backgrounds = tuple(f + BACKGROUND for f in self.config.vaes) if self.config.likelihood_ratio else ()
+    return (CLASSIFIER,) * bool(self.config.classifier) + tuple(self.config.vaes) + backgrounds
+
+  def ood_eval(self, dataset: str, **fields) -> ml_collections.ConfigDict:
+    sets = {name: dict(spec) for name, spec in self.config.pairs[dataset].items()}
+    return ml_collections.ConfigDict(dict(type="ood_report", data="test", every_steps=0,
+                                          ood_sets=sets, **fields))
+
+  def run_config(self, dataset: str, family: str, seed: int) -> ml_collections.ConfigDict:
+    c = self.config
+    if family == CLASSIFIER:
+      config = base.study_config(c.classifier, dataset, seed, c.data_dir, c.total_steps)
+      config.evals[EVAL] = self.ood_eval(dataset)
+    else:
+      vae = family.removesuffix(BACKGROUND)
+      config = base.study_config("vae", dataset, seed, c.data_dir, c.total_steps)
+      if c.vae_epochs > 0:  # total_steps > 0, a quick look, still wins
+        config.num_epochs = float(c.vae_epochs)
+      preprocess, likelihood, levels = VAES[vae]
+      config.data.preprocess, config.task.likelihood = preprocess, likelihood
+      if family.endswith(BACKGROUND):
+        config.data.augment = f"random_pixels({c.background_rate}, {levels})"
+      del config.evals["nll"]  # the OOD evaluation's in-distribution set is the test nll
+      regret = {} if family.endswith(BACKGROUND) else dict(regret_steps=c.regret_steps,
+                                                            regret_examples=c.regret_examples)
+      config.evals[EVAL] = self.ood_eval(dataset, num_samples=c.num_samples, chunk=c.chunk,
+                                         typicality_batch=c.typicality_batch, **regret)
+    config.gate = ""  # a study reports what each run reached
+    return config
+
+  def runs(self) -> list[base.Run]:
+    return [base.Run(f"{dataset}_{family}_seed{seed}", self.run_config(dataset, family, seed),
+                     {"in": dataset, "model": family, "seed": seed})
+            for seed in self.config.seeds for dataset in self.config.pairs
+            for family in self.families()]
+
+  # ---- the analysis
+  def scores(self, results: list[base.RunResult]) -> dict:
+    """(dataset, seed) -> set name -> "family:score" -> per-example scores, likelihood
+    ratios included."""
+    runs = {(r.run.columns["in"], r.run.columns["seed"], r.run.columns["model"]): r
+            for r in results}
+    out = {}
+    for (dataset, seed, family), result in runs.items():
+      if family.endswith(BACKGROUND):
+        continue
+      sets = ood_report.read_scores(os.path.join(result.workdir, "reports",
+                                                 f"{EVAL}_ood_scores.csv"))
+      mine = out.setdefault((dataset, seed), {})
+      background = runs.get((dataset, seed, family + BACKGROUND))
+      background_sets = (ood_report.read_scores(os.path.join(
+          background.workdir, "reports", f"{EVAL}_ood_scores.csv")) if background else {})
+      for set_name, scores in sets.items():
+        row = mine.setdefault(set_name, {})
+        row.update({f"{family}:{name}": values for name, values in scores.items()})
+        for ratio, score in LIKELIHOOD_RATIOS:
+          if set_name in background_sets and score in scores:
+            row[f"{family}:{ratio}"] = scores[score] - background_sets[set_name][score]
+    return out
+
+  def analyze(self, results: list[base.RunResult], directory: str) -> dict[str, float]:
+    scores = self.scores(results)
+    by_run = {(r.run.columns["in"], r.run.columns["seed"], r.run.columns["model"]): r.results
+              for r in results}
+    rows, summary = [], {}
+    for dataset, sets in self.config.pairs.items():
+      seeds = [s for s in self.config.seeds if (dataset, s) in scores]
+      for set_name in sets:
+        names = list(scores[(dataset, seeds[0])][set_name])
+        for name in names:
+          per_seed = [ood_lib.ood_metrics(scores[(dataset, s)]["in"][name],
+                                          scores[(dataset, s)][set_name][name]) for s in seeds]
+          row = {"in": dataset, "ood": set_name, "score": name, "seeds": len(seeds)}
+          for metric, key in ood_report.METRICS:
+            row[metric], row[f"{metric}_ci95"] = base.mean_and_interval([m[key] for m in per_seed])
+          family, _, score = name.partition(":")
+          typicality = [by_run[(dataset, s, family)].get(
+              f"{EVAL}/{set_name}/typicality_auroc_{score}", np.nan) for s in seeds]
+          row["typicality_auroc"] = float(np.mean(typicality))
+          anchor = ANCHORS.get((dataset, set_name, anchor_key(name)))
+          row["anchor_auroc"], row["anchor"] = anchor if anchor else (np.nan, "")
+          rows.append(row)
+        plot_pair(scores[(dataset, seeds[0])], set_name, names,
+                  os.path.join(directory, f"{{}}_{dataset}_vs_{set_name}.png"),
+                  f"{dataset} (in) vs {set_name} (OOD), seed {seeds[0]}")
+    base.write_table(rows, os.path.join(directory, "ood"))
+    best = best_rows(rows)
+    base.write_table(best, os.path.join(directory, "best"))
+    for row in best:
+      summary[f"{row['in']}_vs_{row['ood']}/{row['family']}_auroc"] = row["auroc"]
+    return summary
+
+
+def best_rows(rows: list[dict]) -> list[dict]:
+  """Per pair and family, the score of the highest mean AUROC."""
+  best = {}
+  for row in rows:
+    family = row["score"].partition(":")[0]
+    key = (row["in"], row["ood"], family)
+    if key not in best or row["auroc"] > best[key]["auroc"]:
+      best[key] = row
+  return [{"in": i, "ood": o, "family": f, "score": r["score"].partition(":")[2],
+           "auroc": r["auroc"], "auroc_ci95": r["auroc_ci95"], "fpr95": r["fpr95"]}
+          for (i, o, f), r in best.items()]
+
+
+def plot_pair(scores: dict, set_name: str, names: list[str], path_pattern: str, title: str):
+  """``roc_*.png``: every score's ROC curve; ``hist_*.png``: in vs OOD histograms per score."""
+  from sklearn.metrics import roc_curve
+
+  from research.evaluation.images import pyplot
+  plt = pyplot()
+  fig, ax = plt.subplots(figsize=(7, 5.5))
+  families = list(dict.fromkeys(name.partition(":")[0] for name in names))
+  styles = ("-", "--", ":", "-.")
+  colors = plt.get_cmap("tab20").colors
+  for i, name in enumerate(names):
+    in_scores, out_scores = scores["in"][name], scores[set_name][name]
+    labels = np.r_[np.zeros(len(in_scores)), np.ones(len(out_scores))]
+    fpr, tpr, _ = roc_curve(labels, np.r_[in_scores, out_scores])
+    auroc = ood_lib.ood_metrics(in_scores, out_scores)["auroc"]
+    ax.plot(fpr, tpr, styles[families.index(name.partition(":")[0]) % len(styles)],
+            color=colors[i % len(colors)], label=f"{name} ({auroc:.3f})", lw=1.2)
+  ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+  ax.set(xlabel="false positive rate (in-distribution flagged)",
+         ylabel="true positive rate (OOD detected)", title=title)
+  ax.legend(fontsize=6, loc="lower right", title="score (AUROC)", title_fontsize=6)
+  fig.tight_layout()
+  fig.savefig(path_pattern.format("roc"), dpi=120)
+  plt.close(fig)
+  cols = 4
+  fig, axes = plt.subplots((len(names) + cols - 1) // cols, cols,
+                           figsize=(3.2 * cols, 2.4 * ((len(names) + cols - 1) // cols)),
+                           squeeze=False)
+  for ax, name in zip(axes.flat, names):
+    both = np.r_[scores["in"][name], scores[set_name][name]]
+    bins = np.linspace(*np.percentile(both, [0.5, 99.5]), 50)
+    ax.hist(scores["in"][name], bins, alpha=0.6, density=True, label="in")
+    ax.hist(scores[set_name][name], bins, alpha=0.6, density=True, label=set_name)
+    ax.set_title(name, fontsize=8)
+    ax.tick_params(labelsize=6)
+  for ax in list(axes.flat)[len(names):]:
+    ax.axis("off")
+  axes.flat[0].legend(fontsize=6)
+  fig.suptitle(title + " (higher = more OOD)", fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path_pattern.format("hist"), dpi=110)
+  plt.close(fig)
