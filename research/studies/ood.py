@@ -17,7 +17,8 @@ the same with the importance-sampled NLL), computes AUROC, AUPR-in, AUPR-out and
 95% TPR per seed (research/evaluation/ood.py) and writes, in the study directory:
 
   ood.csv / ood.md       per pair and score: each metric's mean and 95% interval over
-                         seeds, the typicality test's batch AUROC, and the published anchor
+                         seeds, the typicality test's AUROC over batches of M
+                         (column typicality_auroc_mM), and the published anchor
   best.md                per pair: the best score of each family
   roc_D_vs_O.png         ROC curves of every score (first seed)
   hist_D_vs_O.png        in vs OOD histograms of every score (first seed)
@@ -150,7 +151,8 @@ class Study:
           family, _, score = name.partition(":")
           typicality = [by_run[(dataset, s, family)].get(
               f"{EVAL}/{set_name}/typicality_auroc_{score}", np.nan) for s in seeds]
-          row["typicality_auroc"] = float(np.mean(typicality))
+          # A test on batches, not a per-example score: its own column, named by its M.
+          row[f"typicality_auroc_m{self.config.typicality_batch}"] = float(np.mean(typicality))
           anchor = ANCHORS.get((dataset, set_name, anchor_key(name)))
           row["anchor_auroc"], row["anchor"] = anchor if anchor else (np.nan, "")
           rows.append(row)
