@@ -17,9 +17,9 @@ from tests.conftest import ROOT, stderr_summary
 
 # case: (config, the metric compared, config overrides). Every model family on the
 # bundled digits: cnn_strong and resnet carry batch norm; vae and iwae draw k samples per
-# image and compute the test NLL over sharded batches (compared too); the microbatched cases split each
-# sharded batch into parts (with batch norm: each part's statistics); bfloat16 matmuls
-# round the same operands on any number of devices. resnet's SGD at lr
+# image and compute the test NLL over sharded batches (compared too); the microbatched
+# cases split each sharded batch into parts (with batch norm: each part's statistics);
+# bfloat16 matmuls round the same operands on any number of devices. resnet's SGD at lr
 # 0.1 on 8x8 images amplifies float rounding (the order of the cross-device batch-norm
 # sums) ~3x per step, so it compares at a learning rate where 12 steps stay within
 # tolerance.

@@ -230,8 +230,9 @@ def test_the_study_table_is_the_mean_of_each_seeds_metrics_with_likelihood_ratio
           "vae_bernoulli:regret", "vae_bernoulli:lr_elbo", "vae_bernoulli:lr_nll"} <= scores
   assert not any("background" in s for s in scores)  # a background model is no detector
   # The oracle: scikit-learn on the two runs' per-example scores, seed by seed.
-  for name, score, (family, column) in (("vflip", "vae_bernoulli:lr_nll", ("vae_bernoulli", "nll")),
-                                        ("inverted", "classifier:energy", ("classifier", "energy"))):
+  checks = (("vflip", "vae_bernoulli:lr_nll", ("vae_bernoulli", "nll")),
+            ("inverted", "classifier:energy", ("classifier", "energy")))
+  for name, score, (family, column) in checks:
     aurocs = []
     for seed in (0, 1):
       sets = scores_csv(runs[(family, seed)])

@@ -6,9 +6,10 @@ OOD detection, classifier scores against generative scores (research/studies/ood
 in-distribution dataset and seed a classifier (MSP, energy, Mahalanobis), a Bernoulli VAE
 on binarized pixels and a discretized-logistic VAE on grey levels (-ELBO, IS NLL with
 ``num_samples``, input-complexity corrections, likelihood regret, typicality test), each
-VAE with a background model on perturbed inputs for the likelihood ratio (Ren et al. 2019). Outputs in STUDY_DIR:
-ood.md / ood.csv (every score on every pair: AUROC, AUPR-in/out, FPR95, mean and 95%
-interval over seeds, anchors from the literature), best.md, roc_*.png, hist_*.png.
+VAE with a background model on perturbed inputs for the likelihood ratio (Ren et al. 2019).
+Outputs in STUDY_DIR: ood.md / ood.csv (every score on every pair: AUROC, AUPR-in/out,
+FPR95, mean and 95% interval over seeds, anchors from the literature), best.md, roc_*.png,
+hist_*.png.
 
 ARG: ``mnist`` (MNIST -> Fashion-MNIST, Fashion-MNIST -> MNIST and its vertical and
 horizontal flips; needs both prepared in the TFDS data dir) or ``digits`` (the bundled 8x8

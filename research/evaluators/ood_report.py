@@ -118,7 +118,10 @@ class Evaluator(base.Evaluator):
   def shifted(self, shift) -> base.Context:
     """The context whose preprocessing applies ``shift`` to the raw batch, then the run's."""
     run_preprocess = self.context.preprocess
-    apply = lambda batch, rng: run_preprocess(shift(batch, jax.random.fold_in(rng, 1)), rng)  # noqa: E731
+
+    def apply(batch, rng):
+      return run_preprocess(shift(batch, jax.random.fold_in(rng, 1)), rng)
+
     return dataclasses.replace(self.context, preprocess=apply)
 
   def prediction_fns(self) -> tuple[dict, tuple[str, ...]]:
@@ -202,13 +205,12 @@ class Evaluator(base.Evaluator):
 
   @classmethod
   def metric_names(cls, config, task_cls):
-    scores = score_names(config, task_cls)
+    scores, typical = score_names(config, task_cls), typicality_scores(config, task_cls)
     names = []
     for set_name in config.ood_sets:
       names += [f"{set_name}/{metric}_{score}" for score in scores for metric, _ in METRICS]
-      names += [f"{set_name}/typicality_{m}_{score}" for score in typicality_scores(config, task_cls)
-                for m in ("auroc", "tpr")]
-    names += [f"typicality_fpr_{score}" for score in typicality_scores(config, task_cls)]
+      names += [f"{set_name}/typicality_{m}_{score}" for score in typical for m in ("auroc", "tpr")]
+    names += [f"typicality_fpr_{score}" for score in typical]
     return tuple(names)
 
   def scores(self, state, predict, batches, name: str, fitted,
@@ -268,7 +270,10 @@ class Evaluator(base.Evaluator):
     """The typicality test's scalars for ``score`` (see the module docstring)."""
     reference = sets[REFERENCE][score]
     half, size = len(reference) // 2, self.option("typicality_batch")
-    test = lambda values: ood.typicality_test(values, reference[:half], reference[half:], size)  # noqa: E731
+
+    def test(values):
+      return ood.typicality_test(values, reference[:half], reference[half:], size)
+
     in_batches = test(sets[IN][score])
     scalars = {f"typicality_fpr_{score}": float(in_batches.ood.mean())}
     for set_name in self.ood:

@@ -74,8 +74,9 @@ class Study:
 
   # ---- the runs
   def families(self) -> tuple[str, ...]:
-    backgrounds = tuple(f + BACKGROUND for f in self.config.vaes) if self.config.likelihood_ratio else ()
-    return (CLASSIFIER,) * bool(self.config.classifier) + tuple(self.config.vaes) + backgrounds
+    vaes = tuple(self.config.vaes)
+    backgrounds = tuple(f + BACKGROUND for f in vaes) if self.config.likelihood_ratio else ()
+    return (CLASSIFIER,) * bool(self.config.classifier) + vaes + backgrounds
 
   def ood_eval(self, dataset: str, **fields) -> ml_collections.ConfigDict:
     sets = {name: dict(spec) for name, spec in self.config.pairs[dataset].items()}

@@ -213,8 +213,9 @@ class Task(base.BaseTask):
     Gaussian q_x = N(mean, exp(log_var)) itself, which is what is fitted here: ``steps`` of
     Adam at ``learning_rate`` from the encoder's (mean, log_var), each step on the ELBO of
     ``fit_samples`` fresh samples. Both ELBOs are then estimated with the same
-    ``num_samples`` samples (the score's noise: the difference of two estimates). Every image is fitted independently inside one jitted loop
-    (the objective is a sum over the batch, so each image's gradient is its own)."""
+    ``num_samples`` samples (the score's noise: the difference of two estimates). Every
+    image is fitted independently inside one jitted loop (the objective is a sum over the
+    batch, so each image's gradient is its own)."""
     x, condition = batch["image"], self.condition(batch)
     encode_rng, fit_rng, eval_rng = jax.random.split(rng, 3)
     amortized = self._apply(params, model_state, "encode", x, condition, rng=encode_rng)
@@ -229,7 +230,8 @@ class Task(base.BaseTask):
 
     def fit_step(i, carry):
       posterior, opt_state = carry
-      grads = jax.grad(lambda q: neg_elbo(q, jax.random.fold_in(fit_rng, i), fit_samples).sum())(posterior)
+      key = jax.random.fold_in(fit_rng, i)
+      grads = jax.grad(lambda q: neg_elbo(q, key, fit_samples).sum())(posterior)
       updates, opt_state = optimizer.update(grads, opt_state)
       return optax.apply_updates(posterior, updates), opt_state
 
