@@ -163,13 +163,24 @@ def test_a_classifier_tells_inverted_digits_from_the_digits(study):
   config = json.load(open(os.path.join(runs[("classifier", 0)], "config.json")))
   names = ood_report.Evaluator.metric_names(ml_collections.ConfigDict(config["evals"]["ood"]),
                                             classification.Task)
-  assert len(names) == 2 * 12 and "ood/inverted/auroc_mahalanobis" in results
+  assert len(names) == 2 * (12 + 3) + 3 and "ood/inverted/auroc_mahalanobis" in results
   assert all(0.0 <= results[f"ood/{name}"] <= 1.0 for name in names)
   assert max(results[f"ood/inverted/auroc_{s}"] for s in ood_report.CLASSIFIER_SCORES) > 0.9
   sets = scores_csv(runs[("classifier", 0)])
-  assert list(sets) == ["in", *sorted(SETS)]  # the config's order (ConfigDict sorts its keys)
+  assert list(sets) == ["in", *sorted(SETS), "reference"]  # ConfigDict sorts its keys
   assert list(sets["in"]) == list(ood_report.CLASSIFIER_SCORES)
   assert len(sets["in"]["msp"]) == len(sets["vflip"]["msp"]) > 100  # the same test split
+  # The threshold accepting 95% of the validation split, applied to the test and OOD sets.
+  for score in ood_report.CLASSIFIER_SCORES:
+    reference = sets["reference"][score]
+    # The smallest reference score at or below which 95% of them lie: one lower is not.
+    threshold = min(t for t in reference if np.mean(reference <= t) >= 0.95)
+    assert ood.acceptance_threshold(reference, 0.95) == threshold
+    assert results[f"ood/flagged_at_accept_{score}"] == pytest.approx(
+        np.mean(sets["in"][score] > threshold))
+    assert results[f"ood/inverted/recall_at_accept_{score}"] == pytest.approx(
+        np.mean(sets["inverted"][score] > threshold))
+  assert results["ood/inverted/recall_at_accept_mahalanobis"] > 0.5
 
 
 def test_a_vae_scores_flipped_digits_with_its_elbo_complexity_and_typicality(study):
@@ -247,6 +258,10 @@ def test_the_study_table_is_the_mean_of_each_seeds_metrics_with_likelihood_ratio
     assert float(row["auroc"]) == pytest.approx(np.mean(aurocs))
     assert float(row["auroc_ci95"]) == pytest.approx(ood.mean_and_interval(aurocs)[1])
     assert row["seeds"] == "2"
+    if family == "classifier":  # the recall at the threshold accepting 95% of val, per seed
+      recall = [np.mean(scores_csv(runs[(family, seed)])[name][column] > ood.acceptance_threshold(
+          scores_csv(runs[(family, seed)])["reference"][column], 0.95)) for seed in (0, 1)]
+      assert float(row["recall_at_accept95"]) == pytest.approx(np.mean(recall))
   best = list(csv.DictReader(open(os.path.join(directory, "best.csv"))))
   assert {(r["ood"], r["family"]) for r in best} == {(n, f) for n in SETS
                                                      for f in ("classifier", "vae_bernoulli")}

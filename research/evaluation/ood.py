@@ -12,6 +12,8 @@ score a paper defines as a confidence (MSP, the negative Mahalanobis distance) i
   typicality_test            |mean NLL of a batch - the training entropy| (Nalisnick et al.
                              2019), a score per batch of M examples
   ood_metrics                AUROC, AUPR-in, AUPR-out and FPR at 95% TPR (scikit-learn)
+  acceptance_threshold       the threshold that accepts a fraction of held-out
+                             in-distribution examples (no OOD data needed to choose it)
   mean_and_interval          mean and Student-t half-width over seeds
 """
 import dataclasses
@@ -177,6 +179,15 @@ def ood_metrics(in_scores: np.ndarray, out_scores: np.ndarray) -> dict[str, floa
           "aupr_in": float(average_precision_score(1 - y, -scores)),
           "aupr_out": float(average_precision_score(y, scores)),
           "fpr_at_95_tpr": fpr_at_tpr(in_scores, out_scores)}
+
+
+def acceptance_threshold(reference_scores: np.ndarray, accept: float) -> float:
+  """The smallest threshold t among the scores of held-out in-distribution examples for
+  which the rule "OOD if score > t" accepts at least ``accept`` of them: chosen without
+  any OOD example, as a deployed detector's must be (e.g. accept 95% of in-scope
+  validation queries, then report the OOD recall at t)."""
+  scores = np.sort(np.asarray(reference_scores, np.float64))
+  return float(scores[math.ceil(accept * len(scores)) - 1])
 
 
 def mean_and_interval(values, confidence: float = 0.95) -> tuple[float, float]:

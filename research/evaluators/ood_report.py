@@ -16,7 +16,10 @@ set ``data="test"``) from each of its OOD sets (``ood_sets``):
 
 For each OOD set NAME and score S: ``NAME/auroc_S``, ``NAME/aupr_in_S``, ``NAME/aupr_out_S``
 and ``NAME/fpr95_S`` (the fraction of in-distribution examples flagged at the threshold that
-detects 95% of the OOD ones). Latent models also run the typicality test (Nalisnick et al.
+detects 95% of the OOD ones). A threshold chosen without OOD data, the one that accepts
+``accept`` of ``reference_data`` (held-out in-distribution data, by default val), gives
+``NAME/recall_at_accept_S`` (the OOD examples it flags) and ``flagged_at_accept_S`` (the
+in-distribution test examples it flags, ~1 - accept). Latent models also run the typicality test (Nalisnick et al.
 2019) on batches of ``typicality_batch`` examples for neg_elbo (and nll): the entropy is the
 mean score of the first half of ``reference_data`` (held-out in-distribution data, by
 default val), the threshold is bootstrapped from its second half, and
@@ -36,7 +39,9 @@ name), in the order of the splits. Fields:
     temperature       T of the energy score
     num_samples       importance samples of the latent model's nll (0: no nll scores)
     chunk             samples drawn at a time (a divisor of num_samples)
-    reference_data    the typicality test's held-out in-distribution split ("": no test)
+    reference_data    held-out in-distribution data: the acceptance threshold's and the
+                      typicality test's ("": neither)
+    accept            the fraction of reference_data the acceptance threshold accepts
     typicality_batch  M, the examples per batch of the typicality test
     regret_steps      Adam steps of the likelihood regret's per-image fit (0: no regret)
     regret_learning_rate, regret_fit_samples, regret_samples
@@ -64,6 +69,7 @@ LATENT_SCORES = ("neg_elbo", "complexity_elbo")
 NLL_SCORES = ("nll", "complexity_nll")
 TYPICALITY_SCORES = ("neg_elbo", "nll")  # the typicality test's statistics, when computed
 IN, REFERENCE = "in", "reference"  # the CSV's names of the in-distribution sets
+ONLY_ON_SUBSETS = ("regret",)  # scores of each set's first examples, none of the reference
 
 
 def score_names(config: ml_collections.ConfigDict, task_cls) -> tuple[str, ...]:
@@ -75,7 +81,7 @@ def score_names(config: ml_collections.ConfigDict, task_cls) -> tuple[str, ...]:
 
 def typicality_scores(config: ml_collections.ConfigDict, task_cls) -> tuple[str, ...]:
   if tasks_base.CLASSIFIER in task_cls.capabilities or not config.get("reference_data", "val"):
-    return ()
+    return ()  # a classifier's scores have no entropy to compare a batch with
   return tuple(s for s in TYPICALITY_SCORES if s in score_names(config, task_cls))
 
 
@@ -91,7 +97,7 @@ def uint8_images(images: np.ndarray) -> np.ndarray:
 
 class Evaluator(base.Evaluator):
   fields = {"ood_sets": None, "train_data": "train", "temperature": 1.0, "num_samples": 0,
-            "chunk": 50, "reference_data": "val", "typicality_batch": 10, "regret_steps": 0,
+            "chunk": 50, "reference_data": "val", "accept": 0.95, "typicality_batch": 10, "regret_steps": 0,
             "regret_learning_rate": 0.02, "regret_fit_samples": 1, "regret_samples": 32,
             "regret_examples": 2000}
 
@@ -108,8 +114,8 @@ class Evaluator(base.Evaluator):
                             self.regret_fn(shifted) if self.regret else None,
                             context.load(spec.data))
     self.typicality = typicality_scores(config, type(self.task))
-    if self.typicality:
-      self.reference_batches = context.load(self.option("reference_data"))
+    self.reference_batches = (context.load(self.option("reference_data"))
+                              if self.option("reference_data") else None)
     if self.classifier:
       self.train_batches = context.load(self.option("train_data"))
       self.predict_train = base.predictions_fn(
@@ -179,6 +185,9 @@ class Evaluator(base.Evaluator):
     reference = config.get("reference_data", "val")
     if reference != "":
       cls.validate_data(f"evals.{name}.reference_data", reference)
+    accept = config.get("accept", 0.95)
+    require(isinstance(accept, float) and 0.0 < accept < 1.0, f"evals.{name}.accept", accept,
+            "a fraction between 0 and 1, e.g. 0.95")
     temperature = config.get("temperature", 1.0)
     require(isinstance(temperature, (int, float)) and temperature > 0,
             f"evals.{name}.temperature", temperature, "a positive number")
@@ -206,10 +215,14 @@ class Evaluator(base.Evaluator):
   @classmethod
   def metric_names(cls, config, task_cls):
     scores, typical = score_names(config, task_cls), typicality_scores(config, task_cls)
+    accepting = tuple(s for s in scores if s not in ONLY_ON_SUBSETS
+                      ) if config.get("reference_data", "val") else ()
     names = []
     for set_name in config.ood_sets:
       names += [f"{set_name}/{metric}_{score}" for score in scores for metric, _ in METRICS]
+      names += [f"{set_name}/recall_at_accept_{score}" for score in accepting]
       names += [f"{set_name}/typicality_{m}_{score}" for score in typical for m in ("auroc", "tpr")]
+    names += [f"flagged_at_accept_{score}" for score in accepting]
     names += [f"typicality_fpr_{score}" for score in typical]
     return tuple(names)
 
@@ -249,7 +262,7 @@ class Evaluator(base.Evaluator):
                             self.regret)}
     for set_name, (predict, regret, batches) in self.ood.items():
       sets[set_name] = self.scores(state, predict, batches, set_name, fitted, regret)
-    if self.typicality:
+    if self.reference_batches is not None:
       sets[REFERENCE] = self.scores(state, self.predict, self.reference_batches, "reference",
                                     fitted)
     names = score_names(self.config, type(self.task))
@@ -258,6 +271,9 @@ class Evaluator(base.Evaluator):
       for score in names:
         metrics = ood.ood_metrics(sets[IN][score], sets[set_name][score])
         scalars.update({f"{set_name}/{metric}_{score}": metrics[key] for metric, key in METRICS})
+    if REFERENCE in sets:
+      for score in names:
+        scalars.update(self.at_acceptance(sets, score))
     for score in self.typicality:
       scalars.update(self.typicality_test(sets, score))
     directory = self.context.report_dir(scope)
@@ -265,6 +281,17 @@ class Evaluator(base.Evaluator):
       write_scores(os.path.join(directory, f"{base.prefix(self.name, self.config)}_ood_scores.csv"),
                    sets, names)
     return base.Output(scalars)
+
+  def at_acceptance(self, sets: dict, score: str) -> dict[str, float]:
+    """What the threshold accepting ``accept`` of the reference set flags of the others."""
+    if score in ONLY_ON_SUBSETS:
+      return {}
+    threshold = ood.acceptance_threshold(sets[REFERENCE][score], self.option("accept"))
+    scalars = {f"flagged_at_accept_{score}": float(np.mean(sets[IN][score] > threshold))}
+    for set_name in self.ood:
+      scalars[f"{set_name}/recall_at_accept_{score}"] = float(np.mean(sets[set_name][score]
+                                                                      > threshold))
+    return scalars
 
   def typicality_test(self, sets: dict, score: str) -> dict[str, float]:
     """The typicality test's scalars for ``score`` (see the module docstring)."""

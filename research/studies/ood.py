@@ -17,8 +17,10 @@ the same with the importance-sampled NLL), computes AUROC, AUPR-in, AUPR-out and
 95% TPR per seed (research/evaluation/ood.py) and writes, in the study directory:
 
   ood.csv / ood.md       per pair and score: each metric's mean and 95% interval over
-                         seeds, the typicality test's AUROC over batches of M
-                         (column typicality_auroc_mM), and the published anchor
+                         seeds, the OOD recall at the threshold that accepts
+                         ``config.accept`` of the validation split (recall_at_acceptP),
+                         the typicality test's AUROC over batches of M
+                         (typicality_auroc_mM), and the published anchor
   best.md                per pair: the best score of each family
   roc_D_vs_O.png         ROC curves of every score (first seed)
   hist_D_vs_O.png        in vs OOD histograms of every score (first seed)
@@ -155,6 +157,8 @@ class Study:
               f"{EVAL}/{set_name}/typicality_auroc_{score}", np.nan) for s in seeds]
           # A test on batches, not a per-example score: its own column, named by its M.
           row[f"typicality_auroc_m{self.config.typicality_batch}"] = float(np.mean(typicality))
+          row[f"recall_at_accept{round(100 * self.config.accept)}"] = self.recall_at_accept(
+              [scores[(dataset, s)] for s in seeds], set_name, name)
           anchor = ANCHORS.get((dataset, set_name, anchor_key(name)))
           row["anchor_auroc"], row["anchor"] = anchor if anchor else (np.nan, "")
           rows.append(row)
@@ -167,6 +171,20 @@ class Study:
     for row in best:
       summary[f"{row['in']}_vs_{row['ood']}/{row['family']}_auroc"] = row["auroc"]
     return summary
+
+
+  def recall_at_accept(self, sets_per_seed: list[dict], set_name: str, name: str) -> float:
+    """The mean over seeds of the OOD examples flagged by the threshold that accepts
+    ``config.accept`` of the run's reference (validation) examples; nan where a seed's run
+    has no reference scores."""
+    recalls = []
+    for sets in sets_per_seed:
+      if name not in sets.get(ood_report.REFERENCE, {}):
+        return float("nan")
+      threshold = ood_lib.acceptance_threshold(sets[ood_report.REFERENCE][name],
+                                               self.config.accept)
+      recalls.append(np.mean(sets[set_name][name] > threshold))
+    return float(np.mean(recalls))
 
 
 def best_rows(rows: list[dict]) -> list[dict]:
