@@ -123,12 +123,10 @@ class Study:
     for (dataset, seed, family), result in runs.items():
       if family.endswith(BACKGROUND):
         continue
-      sets = ood_report.read_scores(os.path.join(result.workdir, "reports",
-                                                 f"{EVAL}_ood_scores.csv"))
+      sets = read_run_scores(result.workdir)
       mine = out.setdefault((dataset, seed), {})
       background = runs.get((dataset, seed, family + BACKGROUND))
-      background_sets = (ood_report.read_scores(os.path.join(
-          background.workdir, "reports", f"{EVAL}_ood_scores.csv")) if background else {})
+      background_sets = read_run_scores(background.workdir) if background else {}
       for set_name, scores in sets.items():
         row = mine.setdefault(set_name, {})
         row.update({f"{family}:{name}": values for name, values in scores.items()})
@@ -185,6 +183,11 @@ class Study:
                                                self.config.accept)
       recalls.append(np.mean(sets[set_name][name] > threshold))
     return float(np.mean(recalls))
+
+
+def read_run_scores(workdir: str) -> dict:
+  """A run's per-example OOD scores: set name -> score name -> values."""
+  return ood_report.read_scores(os.path.join(workdir, "reports", f"{EVAL}_ood_scores.csv"))
 
 
 def best_rows(rows: list[dict]) -> list[dict]:
