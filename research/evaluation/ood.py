@@ -14,7 +14,6 @@ score a paper defines as a confidence (MSP, the negative Mahalanobis distance) i
   ood_metrics                AUROC, AUPR-in, AUPR-out and FPR at 95% TPR (scikit-learn)
   acceptance_threshold       the threshold that accepts a fraction of held-out
                              in-distribution examples (no OOD data needed to choose it)
-  mean_and_interval          mean and Student-t half-width over seeds
 """
 import dataclasses
 import io
@@ -188,16 +187,3 @@ def acceptance_threshold(reference_scores: np.ndarray, accept: float) -> float:
   validation queries, then report the OOD recall at t)."""
   scores = np.sort(np.asarray(reference_scores, np.float64))
   return float(scores[math.ceil(accept * len(scores)) - 1])
-
-
-def mean_and_interval(values, confidence: float = 0.95) -> tuple[float, float]:
-  """(mean, half-width) of the Student-t ``confidence`` interval of the mean of ``values``
-  (e.g. one metric over seeds): t_{(1+confidence)/2, n-1} * s / sqrt(n), s the sample
-  standard deviation; with one value the half-width is nan."""
-  from scipy import stats
-  values = np.asarray(values, np.float64)
-  mean = float(values.mean())
-  if len(values) < 2:
-    return mean, float("nan")
-  sem = values.std(ddof=1) / math.sqrt(len(values))
-  return mean, float(stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * sem)

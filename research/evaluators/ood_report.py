@@ -19,10 +19,10 @@ and ``NAME/fpr95_S`` (the fraction of in-distribution examples flagged at the th
 detects 95% of the OOD ones). A threshold chosen without OOD data, the one that accepts
 ``accept`` of ``reference_data`` (held-out in-distribution data, by default val), gives
 ``NAME/recall_at_accept_S`` (the OOD examples it flags) and ``flagged_at_accept_S`` (the
-in-distribution test examples it flags, ~1 - accept). Latent models also run the typicality test (Nalisnick et al.
-2019) on batches of ``typicality_batch`` examples for neg_elbo (and nll): the entropy is the
-mean score of the first half of ``reference_data`` (held-out in-distribution data, by
-default val), the threshold is bootstrapped from its second half, and
+in-distribution test examples it flags, ~1 - accept). Latent models also run the
+typicality test (Nalisnick et al. 2019) on batches of ``typicality_batch`` examples for
+neg_elbo (and nll): the entropy is the mean score of the first half of ``reference_data``,
+the threshold is bootstrapped from its second half, and
 ``NAME/typicality_auroc_S`` (batches ranked by their typicality score),
 ``NAME/typicality_tpr_S`` (OOD batches flagged) and ``typicality_fpr_S`` (in-distribution
 batches flagged) are reported. Every example's scores go to
@@ -97,9 +97,9 @@ def uint8_images(images: np.ndarray) -> np.ndarray:
 
 class Evaluator(base.Evaluator):
   fields = {"ood_sets": None, "train_data": "train", "temperature": 1.0, "num_samples": 0,
-            "chunk": 50, "reference_data": "val", "accept": 0.95, "typicality_batch": 10, "regret_steps": 0,
-            "regret_learning_rate": 0.02, "regret_fit_samples": 1, "regret_samples": 32,
-            "regret_examples": 2000}
+            "chunk": 50, "reference_data": "val", "accept": 0.95, "typicality_batch": 10,
+            "regret_steps": 0, "regret_learning_rate": 0.02, "regret_fit_samples": 1,
+            "regret_samples": 32, "regret_examples": 2000}
 
   def __init__(self, name, config, context):
     super().__init__(name, config, context)
@@ -215,8 +215,8 @@ class Evaluator(base.Evaluator):
   @classmethod
   def metric_names(cls, config, task_cls):
     scores, typical = score_names(config, task_cls), typicality_scores(config, task_cls)
-    accepting = tuple(s for s in scores if s not in ONLY_ON_SUBSETS
-                      ) if config.get("reference_data", "val") else ()
+    accepting = (tuple(s for s in scores if s not in ONLY_ON_SUBSETS)
+                 if config.get("reference_data", "val") else ())
     names = []
     for set_name in config.ood_sets:
       names += [f"{set_name}/{metric}_{score}" for score in scores for metric, _ in METRICS]

@@ -111,13 +111,16 @@ def write_table(rows: list[dict], path_stem: str, float_format: str = "{:.4f}") 
     f.write("\n".join(lines) + "\n")
 
 
-def mean_and_interval(values) -> tuple[float, float]:
-  """The mean and the half-width of its 95% t-interval (nan for a single value)."""
+def mean_and_interval(values, confidence: float = 0.95) -> tuple[float, float]:
+  """(mean, half-width) of the Student-t ``confidence`` interval of the mean of ``values``
+  (e.g. one metric over seeds or folds): t_{(1+confidence)/2, n-1} * s / sqrt(n), s the
+  sample standard deviation; with one value the half-width is nan."""
   from scipy import stats
   values = np.asarray(values, np.float64)
   if len(values) < 2:
     return float(values.mean()), math.nan
-  half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+  half = (stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1)
+          / math.sqrt(len(values)))
   return float(values.mean()), float(half)
 
 
