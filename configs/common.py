@@ -208,6 +208,28 @@ def quick_run(config: ml_collections.ConfigDict, eval_batch_size: int,
   config.gate = ""
 
 
+def one_class_images(arg: str | None, model: str, **defaults):
+  """``(config, arg)`` of a one-class anomaly detector (research/tasks/one_class.py) on an
+  image dataset, Ruff et al. (2018)'s protocol: train and val hold the ``normal`` class
+  only, the test split every class (normal against the other nine: ``anomaly_report``'s
+  ``test/auroc``); the validation loss is logged every ``eval_every_steps``. ARG:
+  ``dataset=`` (mnist, fashion_mnist, cifar10, digits), ``normal=`` the class (0), and
+  the config's own ``defaults``."""
+  arg = parse_arg(arg, dataset="mnist", normal=0, **defaults,
+                  choices={"dataset": IMAGE_DATASETS})
+  config = base_config()
+  select_dataset(config, arg.dataset)
+  config.data.train_labels = (arg.normal,)
+  if arg.dataset == "digits":  # ~130 training images of a class
+    config.batch_size = 64
+  config.task.name = "one_class"
+  config.model = ml_collections.ConfigDict()
+  config.model.name = model
+  config.evals.val = periodic_eval(config, "metrics")
+  config.evals.test = final_eval("anomaly_report")
+  return config, arg
+
+
 def select_dataset(config: ml_collections.ConfigDict, name: str) -> str:
   """Sets ``config.data.name``; ``digits`` also shrinks the run to seconds: 30 epochs,
   eval batches of 200, logs every 50 steps, evaluations and checkpoints every 100, no

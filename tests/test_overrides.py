@@ -29,6 +29,9 @@ CASES = {
     "boolean given text": (["--config.data.download=maybe"], ["data.download takes True or False"]),
     "tuple of numbers given text": (["--config.model.hidden=(3,x)"],
                                     ["model.hidden takes a tuple of numbers (now (1024, 1024))"]),
+    "tuple of strings given bare commas": (
+        ["--config.data.features=image,label"],
+        ["data.features takes a tuple of strings, written as a Python tuple"]),
     "a group set to a value": (["--config.model=3"], ["model is a group of fields", "hidden"]),
     "a value used as a group": (["--config.batch_size.x=3"],
                                 ["batch_size is a value (128), not a group"]),
@@ -38,7 +41,8 @@ CASES = {
 
 GOOD = ["--config.model.hidden=256", "--config.model.hidden=(64, 32)", "--config.data.download",
         "--config.optimizer.learning_rate=1e-3", "--config.batch_size", "64",
-        "--config.data.download=False", "--config.gate=", "--config.data.name=mnist"]
+        "--config.data.download=False", "--config.gate=", "--config.data.name=mnist",
+        "--config.data.features=('image', 'label')"]
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -131,6 +131,9 @@ def check_value(path: str, raw: str | None, group: ml_collections.ConfigDict, ke
       parsed = (parsed,) if isinstance(parsed, (int, float)) else parsed
       if not isinstance(parsed, (tuple, list)) or not element_types(parsed) <= {int, float}:
         takes = "a tuple of numbers"
+    elif wanted <= {str} and "," in raw and not isinstance(parsed, (tuple, list)):
+      # ml_collections would make ("a,b",): one string
+      takes = "a tuple of strings, written as a Python tuple: \"('a', 'b')\""
   if takes:
     raise errors.ConfigError(f"--config.{path}={raw}: {path} takes {takes} "
                              f"(now {current!r}); got {raw!r}")

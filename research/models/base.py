@@ -7,6 +7,8 @@ layers, only at the methods and attributes below, so any module that has them pl
 - ``Classifier`` (linear, mlp, cnn, resnet, rnn, vit, text_transformer, random_features):
   logits for a batch, and its penultimate representation sown as ``FEATURES``.
 - ``VAE`` (vae, conv_vae): a Gaussian encoder and a decoder of likelihood parameters.
+- ``OneClass`` (gaussian, autoencoder, transformations) and ``CentredEmbedding``
+  (deep_svdd): a per-example anomaly score.
 
 The protocols are ``runtime_checkable``: ``isinstance(model, Classifier)`` checks that the
 attributes and methods exist (not their signatures or shapes; the tests do that).
@@ -101,3 +103,33 @@ def sown_features(state) -> jnp.ndarray:
   returned by ``model.apply(..., mutable=["intermediates"])``): its last call's."""
   collection, name = FEATURES
   return state[collection][name][-1]
+
+
+@runtime_checkable
+class OneClass(Protocol):
+  """A Flax Linen module mapping a batch of inputs to a per-example anomaly score (the
+  one_class task: its loss is the mean score, so normal data should score low), e.g. a
+  negative log-likelihood (gaussian) or a reconstruction error (autoencoder).
+
+  ``model(*inputs, train=False) -> scores`` of shape ``(batch,)``.
+  """
+
+  def __call__(self, *inputs: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+    ...
+
+
+@runtime_checkable
+class CentredEmbedding(OneClass, Protocol):
+  """A one-class model whose score is the distance of an embedding to a centre set from
+  the training data before the first step (deep_svdd; the one_class task calls it).
+
+  ``embed(x) -> (batch, latent_dim)`` in evaluation mode;
+  ``set_centre(model_state, mean_embedding) -> model_state`` with the centre placed from
+  the training split's mean embedding.
+  """
+
+  def embed(self, *inputs: jnp.ndarray) -> jnp.ndarray:
+    ...
+
+  def set_centre(self, model_state: dict, mean_embedding: jnp.ndarray) -> dict:
+    ...

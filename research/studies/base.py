@@ -6,7 +6,8 @@ study directory) and a final analysis over their results.
 A study config has ``config.study`` naming a module ``research/studies/<name>.py`` (or,
 dotted, any importable module) that defines ``Study(config)`` with
 
-    runs()             -> list[Run], each a resolved run config with a label and columns
+    runs(directory)    -> list[Run], each a resolved run config with a label and columns
+                          (``directory``: the study's, where a run may find another's workdir)
     analyze(results, directory) -> dict of scalars, after writing its tables and plots
 
 or, for a study that decides its runs as it goes (research/studies/search.py), with
@@ -130,7 +131,7 @@ def run_study(config: ml_collections.ConfigDict, directory: str) -> dict[str, fl
   if hasattr(study, "run"):  # it drives its own loop (e.g. a search)
     os.makedirs(directory, exist_ok=True)
     return study.run(directory)
-  runs = study.runs()
+  runs = study.runs(directory)
   for run in runs:  # every run's config is checked before any trains
     validation.validate(run.config, None)
   os.makedirs(directory, exist_ok=True)

@@ -20,7 +20,7 @@ class Study:
     return base.study_config(name, self.config.dataset, seed, self.config.data_dir,
                              self.config.total_steps)
 
-  def runs(self) -> list[base.Run]:
+  def runs(self, directory: str) -> list[base.Run]:
     return [base.Run(f"{name}_seed{seed}", self.run_config(name, seed),
                      {"config": name, "seed": seed})
             for name in self.config.configs for seed in self.config.seeds]

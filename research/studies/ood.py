@@ -107,7 +107,7 @@ class Study:
     config.gate = ""  # a study reports what each run reached
     return config
 
-  def runs(self) -> list[base.Run]:
+  def runs(self, directory: str) -> list[base.Run]:
     return [base.Run(f"{dataset}_{family}_seed{seed}", self.run_config(dataset, family, seed),
                      {"in": dataset, "model": family, "seed": seed})
             for seed in self.config.seeds for dataset in self.config.pairs

@@ -128,6 +128,7 @@ class BaseTask:
   metrics: ClassVar[dict] = {}
   capabilities: ClassVar[frozenset[str]] = frozenset()
   predictions: ClassVar[tuple[str, ...]] = ()
+  initializes: ClassVar[bool] = False  # True: ``initialize`` sets state from the data
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
@@ -151,6 +152,11 @@ class BaseTask:
     params_rng, dropout_rng = jax.random.split(rng)
     return self.model.init({"params": params_rng, "dropout": dropout_rng},
                            *self.model_inputs(batch), train=False)
+
+  def initialize(self, state, batches):
+    """A fresh run's state before step 0, set from ``batches`` (the training split in order,
+    preprocessed) when ``initializes``; never called on resume (research/train/warm_start.py)."""
+    return state
 
   def prediction(self, name: str) -> PredictionFn:
     if name not in self.predictions:

@@ -2,13 +2,20 @@
 split, e.g. one class kept by ``data.train_labels``), whose negative log-likelihood is
 the anomaly score of any example.
 
-The model (``gaussian``: research/models/gaussian.py) maps a batch to per-example NLL in
-nats; the loss is its mean. Prediction ``score``: that NLL (higher: more anomalous), read
-by the ``anomaly_report`` evaluator (ROC AUC of normal vs other classes).
+The model maps a batch to a per-example anomaly score (research/models/base.py:OneClass):
+a negative log-likelihood in nats (``gaussian``), a reconstruction error (``autoencoder``),
+a distance to a centre (``deep_svdd``) or a transformation classifier's loss
+(``transformations``); the loss is its mean. Prediction ``score``: that score (higher:
+more anomalous), read by the ``anomaly_report`` evaluator (ROC AUC of normal vs other
+classes). A model with a centre (``CentredEmbedding``) gets it before the first step:
+the mean embedding of the training split (``initialize``).
 """
+import jax
+import numpy as np
 from clu import metrics
 
 from research import errors
+from research.models import base as models_base
 from research.tasks import base
 
 ANOMALY = "anomaly"  # capability: ``score(params, model_state, batch, rng)`` per example
@@ -38,3 +45,23 @@ class Task(base.BaseTask):
 
   def score(self, params, model_state, batch, rng):
     return self.apply(params, model_state, batch, rng, False)[0]
+
+  @property
+  def initializes(self) -> bool:
+    return isinstance(self.model, models_base.CentredEmbedding)
+
+  def initialize(self, state, batches):
+    """The centre from the mean embedding of ``batches`` (the training split, as
+    evaluation sees it), summed in float64 on the host."""
+    @jax.jit
+    def embed(params, model_state, batch):
+      return base.apply_model(self.model, params, model_state, *self.model_inputs(batch),
+                              rng=jax.random.PRNGKey(0), train=False,
+                              method=self.model.embed)[0]
+
+    total, count = 0.0, 0
+    for batch in batches:
+      embeddings = np.asarray(embed(state.params, state.model_state, batch), np.float64)
+      total, count = total + embeddings.sum(axis=0), count + len(embeddings)
+    mean = np.asarray(total / count, np.float32)
+    return state.replace(model_state=self.model.set_centre(state.model_state, mean))

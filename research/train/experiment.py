@@ -15,7 +15,8 @@ from research.core import (checkpoint, optim, profiling, sharding, state as stat
 from research.data import feeds, pipeline, preprocess, splits
 from research.evaluators import base as evaluators
 from research.tasks import base as tasks_base
-from research.train import replicas as replicas_lib, validation, workdir as workdir_lib
+from research.train import (replicas as replicas_lib, validation, warm_start,
+                            workdir as workdir_lib)
 
 
 @dataclasses.dataclass
@@ -263,6 +264,9 @@ def build(config: ml_collections.ConfigDict, workdir: str, allow_changes: bool =
     if checkpointer.latest_step() is not None:
       state = checkpointer.restore(state)
       logging.info("Resumed from the checkpoint at step %d.", state_lib.step_of(state))
+    else:
+      state = jax.device_put(warm_start.apply(config, task, state, train.arrays,
+                                              adaptor.count()), sharding.replicated(mesh))
     if adaptor.describe() is not None:
       workdir_lib.write_json(workdir, workdir_lib.REPLICAS_FILE, adaptor.describe())
     feed = feeds.make(train, mesh, config.steps_per_call, adaptor.seeds)

@@ -1,0 +1,37 @@
+"""python launch.py --config=studies/one_class --workdir=/tmp/one_class_digits  # offline
+python launch.py --config=studies/one_class:mnist --config.data_dir=DIR --workdir=/tmp/oc
+
+One-class anomaly detection (research/studies/one_class.py), Ruff et al. (2018)'s
+protocol: per dataset, class c and seed, each family trains on class c's training images
+alone and scores the whole test split (c normal, the other nine anomalous): the
+autoencoder's reconstruction error, Deep SVDD warm-started from it, GEOM's transformation
+classifier, and an OC-SVM on PCA features of the pixels. Outputs in STUDY_DIR:
+one_class.md / .csv (mean AUROC over classes with its 95% interval over seeds, worst class,
+anchors), per_class.md / .csv and one_class_D.png. Figures: benchmarks/RESULTS.md.
+
+ARG: ``mnist`` (MNIST and Fashion-MNIST, prepared in the TFDS data dir) or ``digits``
+(the bundled 8x8 digits: minutes, offline).
+"""
+import ml_collections
+from ml_collections import config_dict
+
+DATASETS = {"mnist": ("mnist", "fashion_mnist"), "digits": ("digits",)}
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  arg = arg or "digits"
+  if arg not in DATASETS:
+    raise ValueError(f"unknown config argument {arg!r}; allowed: {', '.join(DATASETS)}")
+  config = ml_collections.ConfigDict()
+  config.study = "one_class"  # research/studies/one_class.py
+  config.datasets = DATASETS[arg]
+  config.classes = tuple(range(10))  # each in turn the normal class
+  config.seeds = (0, 1, 2)  # the 95% intervals are over these
+  # Configs trained per class and seed: configs/<family>.py with ARG dataset=D,normal=c.
+  config.families = ("autoencoder", "deep_svdd", "transformations")
+  config.pretrain = True  # deep_svdd starts from the autoencoder run of its class and seed
+  config.ocsvm = True  # also scikit-learn's OneClassSVM per class (no seeds: deterministic)
+  config.ocsvm_fields = ml_collections.ConfigDict(dict(components=50, nu=0.1, gamma="scale"))
+  config.data_dir = config_dict.placeholder(str)  # None: TFDS_DATA_DIR or ~/tensorflow_datasets
+  config.total_steps = -1  # > 0: every run this many steps (a quick look), else its own
+  return config
