@@ -259,7 +259,8 @@ SYNTHETIC_INTENTS = (
 
 # Text datasets: the text feature, the label feature(s) (several: multi-label), the
 # number of classes, the splits (train, validation, test) and a length that truncates
-# almost no example. CLINC150: the in-scope intents only (its *_oos splits are unused).
+# almost no example. CLINC150: the classifiers train on the in-scope intents only; its
+# out-of-scope test queries (test_oos, labelled 150) are text_transformer's OOD set.
 # ``bundled``: generated here, offline (research/data/synthetic_intents.py), the text
 # configs' counterpart of ``digits``: synthetic_intents is shaped like clinc_oos (text,
 # intent), synthetic_multi_intents like goemotions (one boolean feature per label).

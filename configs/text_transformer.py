@@ -64,6 +64,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   if arg.dataset == "clinc_oos":
     config.gate = "test/accuracy>=0.85"
+    # Out-of-scope queries (never trained on), scored against the in-scope test split; the
+    # threshold accepts 95% of the in-scope validation queries.
+    config.evals.oos = common.final_eval(
+        "ood_report", ood_sets={"out_of_scope": dict(data=dict(split="test_oos"))},
+        reference_data="val", accept=0.95)
   elif arg.dataset == "goemotions":  # 43k longer texts
     config.num_epochs = 2.0
   else:  # generated offline, 3,000 (multi-label: 4,000) training texts

@@ -149,6 +149,12 @@ def test_labels_outside_the_classifiers_classes_are_refused(prepared):
   for fragment in ["data.test_split='test' of 'digits'", "label(s) [-1]", "unlabeled"]:
     assert fragment in message, message
   assert splits.RunData(data_config(prepared), None, 100, num_classes=10).arrays("val")
+  # Out-of-distribution data (ood_report's sets) may carry any labels; the same split read
+  # as the run's own is still checked.
+  ood = data.arrays("train", any_labels=True)
+  assert ood["label"].max() == 9
+  with pytest.raises(errors.UserError, match="model.num_classes=5"):
+    data.arrays("train")
 
 
 def test_a_label_outside_the_datasets_classes_in_its_files(damaged_copy, tmp_path):

@@ -170,18 +170,18 @@ def test_the_ocsvm_separates_a_digit_from_the_others(data_dir):
 def test_the_one_class_study_end_to_end(data_dir, tmp_path):
   config = importlib.import_module("configs.studies.one_class").get_config("digits")
   config.data_dir, config.total_steps = data_dir, 20
-  config.classes, config.seeds = (0, 1), (0, 1)
+  config.classes, config.seeds = (0, 1), (0,)
   config.families = ("deep_svdd", "transformations")
   config.ocsvm_fields.components = 10
   directory = str(tmp_path / "study")
   summary = studies_base.run_study(config, directory)
-  assert summary["runs"] == 12  # the autoencoders Deep SVDD starts from are runs too
-  runs = {r: json.load(open(os.path.join(directory, "runs", r, "study_run.json")))
-          for r in os.listdir(os.path.join(directory, "runs"))}
-  svdd = next(r for r in runs if r.startswith("digits_deep_svdd_class1_seed1"))
+  assert summary["runs"] == 6  # the autoencoders Deep SVDD starts from are runs too
+  runs = os.listdir(os.path.join(directory, "runs"))
+  assert all(os.path.exists(os.path.join(directory, "runs", r, "study_run.json")) for r in runs)
+  svdd = next(r for r in runs if r.startswith("digits_deep_svdd_class1_seed0"))
   svdd_config = json.load(open(os.path.join(directory, "runs", svdd, "config.json")))
   assert os.path.basename(svdd_config["init_from"]["workdir"]).startswith(
-      "digits_autoencoder_class1_seed1")
+      "digits_autoencoder_class1_seed0")
   rows = list(csv_rows(os.path.join(directory, "one_class.csv")))
   assert [r["family"] for r in rows] == ["autoencoder", "deep_svdd", "transformations", "ocsvm"]
   per_class = list(csv_rows(os.path.join(directory, "per_class.csv")))
@@ -192,7 +192,7 @@ def test_the_one_class_study_end_to_end(data_dir, tmp_path):
     assert float(row["worst_auroc"]) == pytest.approx(min(mine))
   assert os.path.exists(os.path.join(directory, "one_class_digits.png"))
   again = studies_base.run_study(config, directory)
-  assert again["reused"] == 12 and again == {**summary, "reused": 12.0}
+  assert again == {**summary, "reused": 6.0}
 
 
 def csv_rows(path):

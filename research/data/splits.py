@@ -188,8 +188,10 @@ class RunData:
     raw, rows = self._fold_source
     return {k: v[rows[spec]] for k, v in raw.items()}
 
-  def arrays(self, spec) -> dict:
-    """The whole split as host arrays (text encoded)."""
+  def arrays(self, spec, any_labels: bool = False) -> dict:
+    """The whole split as host arrays (text encoded); ``any_labels``: its labels need not
+    be the classifier's classes (out-of-distribution data, e.g. CLINC150's out-of-scope
+    queries, labelled 150)."""
     key = self._key(spec)
     if key not in self._arrays:
       raw = self._load(spec)
@@ -198,18 +200,20 @@ class RunData:
       if self._encode is None:  # the run's training split fits its encoder on a first run
         self._encode = encoder(self.config, self.workdir, raw if spec == "train" else None)
       arrays = self._encode(raw)
-      if self.num_classes and "label" in arrays:
-        check_labels(arrays["label"], self.num_classes, self.describe(spec))
       if self.trained_spec is not None:
         check_spec(spec_of(arrays), self.trained_spec, self.workdir)
       self._arrays[key] = arrays
-    return self._arrays[key]
+    arrays = self._arrays[key]
+    if self.num_classes and "label" in arrays and not any_labels:
+      check_labels(arrays["label"], self.num_classes, self.describe(spec))
+    return arrays
 
-  def batches(self, spec, batch_sharding) -> list[dict]:
+  def batches(self, spec, batch_sharding, any_labels: bool = False) -> list[dict]:
     """Fixed-size masked batches over the whole split, on the devices (research/data/pipeline.py
-    ``eval_batches``)."""
+    ``eval_batches``); ``any_labels`` as in ``arrays``."""
     key = self._key(spec)
+    arrays = self.arrays(spec, any_labels)
     if key not in self._batches:
       self._batches[key] = [sharding.to_global_array(b, batch_sharding) for b in
-                            pipeline.eval_batches(self.arrays(spec), self.eval_batch_size)]
+                            pipeline.eval_batches(arrays, self.eval_batch_size)]
     return self._batches[key]

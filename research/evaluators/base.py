@@ -56,7 +56,9 @@ class Context:
   workdir: str
   rng: jax.Array  # the fixed evaluation key
   preprocess: Callable  # the run's evaluation preprocessing, (batch, rng) -> batch
-  load: Callable  # data spec ("val", or a ConfigDict) -> device-resident masked batches
+  # data spec ("val", or a ConfigDict), any_labels=False -> device-resident masked batches;
+  # any_labels: labels outside the classifier's classes are allowed (OOD data)
+  load: Callable
   replicated: jax.sharding.Sharding
   batch_sharding: jax.sharding.Sharding
 

@@ -112,7 +112,7 @@ class Evaluator(base.Evaluator):
       shifted = self.shifted(preprocess_lib.parse(spec.get("preprocess", "")))
       self.ood[set_name] = (base.predictions_fn(shifted, fns, keep),
                             self.regret_fn(shifted) if self.regret else None,
-                            context.load(spec.data))
+                            context.load(spec.data, any_labels=True))
     self.typicality = typicality_scores(config, type(self.task))
     self.reference_batches = (context.load(self.option("reference_data"))
                               if self.option("reference_data") else None)

@@ -39,7 +39,7 @@ def make_evaluations(config: ml_collections.ConfigDict, task, workdir: str, data
   context = evaluators.Context(
       task=task, workdir=workdir, rng=state_lib.run_rngs(config.seed)["eval"],
       preprocess=preprocess.parse(config.data.preprocess),
-      load=lambda spec: data.batches(spec, batch_sharding),
+      load=lambda spec, any_labels=False: data.batches(spec, batch_sharding, any_labels),
       replicated=replicated, batch_sharding=batch_sharding)
   out = []
   for name, spec in config.get("evals", {}).items():
