@@ -209,3 +209,16 @@ def test_bad_text_fields_are_one_line_errors(override, message, tmp_path):
   with pytest.raises(errors.ConfigError) as e:
     validation.validate(config, str(tmp_path))
   assert message in str(e.value) and "\n" not in str(e.value)
+
+
+
+def test_clinc_scores_its_out_of_scope_test_queries_with_a_threshold_from_in_scope_val():
+  """The evaluation's fields (CLINC150 is not offline; mock data's intents exceed the
+  150 classes; RunData's any_labels, which lets the out-of-scope label 150 through, is
+  tested in test_data_faults.py)."""
+  config = text_config()
+  oos = config.evals.oos
+  assert (oos.type, oos.data, oos.every_steps) == ("ood_report", "test", 0)
+  assert oos.ood_sets.out_of_scope.data.split == "test_oos"
+  assert oos.reference_data == "val" and oos.accept == 0.95  # in-scope validation only
+  validation.validate(config, None)
