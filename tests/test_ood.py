@@ -137,8 +137,8 @@ SETS = ("vflip", "inverted")
 
 @pytest.fixture(scope="module")
 def study(data_dir, tmp_path_factory):
-  """The OOD study on digits, small: logreg and a Bernoulli VAE with its background model,
-  two seeds, every evaluator field the study sets."""
+  """The OOD study on digits, small: logreg, a Bernoulli VAE with its background model, an
+  autoencoder and Deep SVDD, two seeds, every evaluator field the study sets."""
   import importlib
 
   config = importlib.import_module("configs.studies.ood").get_config("digits")
@@ -163,12 +163,12 @@ def test_a_classifier_tells_inverted_digits_from_the_digits(study):
   config = json.load(open(os.path.join(runs[("classifier", 0)], "config.json")))
   names = ood_report.Evaluator.metric_names(ml_collections.ConfigDict(config["evals"]["ood"]),
                                             classification.Task)
-  assert len(names) == 2 * (12 + 3) + 3 and "ood/inverted/auroc_mahalanobis" in results
+  assert len(names) == 2 * (16 + 4) + 4 and "ood/inverted/auroc_mahalanobis" in results
   assert all(0.0 <= results[f"ood/{name}"] <= 1.0 for name in names)
   assert max(results[f"ood/inverted/auroc_{s}"] for s in ood_report.CLASSIFIER_SCORES) > 0.9
   sets = scores_csv(runs[("classifier", 0)])
   assert list(sets) == ["in", *sorted(SETS), "reference"]  # ConfigDict sorts its keys
-  assert list(sets["in"]) == list(ood_report.CLASSIFIER_SCORES)
+  assert list(sets["in"]) == [*ood_report.CLASSIFIER_SCORES, "ocsvm_pixels"]
   assert len(sets["in"]["msp"]) == len(sets["vflip"]["msp"]) > 100  # the same test split
   # The threshold accepting 95% of the validation split, applied to the test and OOD sets.
   for score in ood_report.CLASSIFIER_SCORES:
@@ -210,6 +210,37 @@ def test_a_vae_scores_flipped_digits_with_its_elbo_complexity_and_typicality(stu
   assert len(sets["in"]["neg_elbo"]) > 200 and "regret" not in sets["reference"]
 
 
+def test_the_ocsvm_scores_are_sklearns_and_the_one_class_runs_score_with_their_model(study,
+                                                                                   data_dir):
+  import tensorflow_datasets as tfds
+
+  from research.evaluation import one_class as one_class_lib
+  from research.train import restore
+  _, _, runs = study
+  load = lambda split: tfds.as_numpy(tfds.load(  # noqa: E731
+      "digits", split=split, batch_size=-1, data_dir=data_dir))["image"] / 255.0
+  config = json.load(open(os.path.join(runs[("classifier", 0)], "config.json")))
+  train, test = load(config["data"]["train_split"]), load("test")
+  # The OC-SVM on pixels: scikit-learn fitted on the same training images (all of them:
+  # fewer than ocsvm_examples), scoring the test split.
+  sets = scores_csv(runs[("classifier", 0)])
+  np.testing.assert_allclose(sets["in"]["ocsvm_pixels"],
+                             one_class_lib.ocsvm_scores(train, test), rtol=1e-5, atol=1e-6)
+  assert np.mean(sets["inverted"]["ocsvm_pixels"]) > np.mean(sets["in"]["ocsvm_pixels"])
+  # The VAE's OC-SVM on its posterior means (of dynamically binarized digits: only their
+  # ranking is checked).
+  latent = scores_csv(runs[("vae_bernoulli", 0)])
+  assert len(latent["in"]["ocsvm_latent"]) == len(test) and np.all(
+      np.isfinite(latent["inverted"]["ocsvm_latent"]))
+  assert np.mean(latent["inverted"]["ocsvm_latent"]) > np.mean(latent["in"]["ocsvm_latent"])
+  # The one-class runs' anomaly score is their model's, on the whole in-distribution split.
+  for family in ("autoencoder", "deep_svdd"):
+    run = restore.restore(runs[(family, 0)])
+    assert run.config.data.train_labels == tuple(range(10))
+    np.testing.assert_allclose(run.predict("score", {"image": test[:50] * 255.0}),
+                               scores_csv(runs[(family, 0)])["in"]["anomaly"][:50], rtol=1e-5)
+
+
 def test_the_likelihood_regret_is_what_a_posterior_fitted_to_each_image_gains(study, data_dir):
   import tensorflow_datasets as tfds
 
@@ -234,11 +265,13 @@ def test_the_likelihood_regret_is_what_a_posterior_fitted_to_each_image_gains(st
 
 def test_the_study_table_is_the_mean_of_each_seeds_metrics_with_likelihood_ratios(study):
   directory, summary, runs = study
-  assert summary["runs"] == 6 and summary["reused"] == 0
+  assert summary["runs"] == 10 and summary["reused"] == 0
   rows = list(csv.DictReader(open(os.path.join(directory, "ood.csv"))))
   scores = {r["score"] for r in rows}
   assert {"classifier:msp", "classifier:mahalanobis", "vae_bernoulli:nll",
-          "vae_bernoulli:regret", "vae_bernoulli:lr_elbo", "vae_bernoulli:lr_nll"} <= scores
+          "vae_bernoulli:regret", "vae_bernoulli:lr_elbo", "vae_bernoulli:lr_nll",
+          "vae_bernoulli:ocsvm_latent", "autoencoder:anomaly", "deep_svdd:anomaly",
+          "ocsvm:pixels"} <= scores
   assert not any("background" in s for s in scores)  # a background model is no detector
   # The oracle: scikit-learn on the two runs' per-example scores, seed by seed.
   checks = (("vflip", "vae_bernoulli:lr_nll", ("vae_bernoulli", "nll")),
@@ -265,7 +298,9 @@ def test_the_study_table_is_the_mean_of_each_seeds_metrics_with_likelihood_ratio
       assert float(row["recall_at_accept95"]) == pytest.approx(np.mean(recall))
   best = list(csv.DictReader(open(os.path.join(directory, "best.csv"))))
   assert {(r["ood"], r["family"]) for r in best} == {(n, f) for n in SETS
-                                                     for f in ("classifier", "vae_bernoulli")}
+                                                     for f in ("classifier", "vae_bernoulli",
+                                                               "autoencoder", "deep_svdd",
+                                                               "ocsvm")}
   for name in SETS:
     for kind in ("roc", "hist"):
       assert os.path.getsize(os.path.join(directory, f"{kind}_digits_vs_{name}.png")) > 10_000

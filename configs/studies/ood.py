@@ -6,8 +6,10 @@ python launch.py --config=studies/ood:mnist --config.data_dir=DIR --workdir=/tmp
 OOD detection, classifier scores against generative scores (research/studies/ood.py): per
 in-distribution dataset and seed a classifier (MSP, energy, Mahalanobis), a Bernoulli VAE
 on binarized pixels and a discretized-logistic VAE on grey levels (-ELBO, IS NLL with
-``num_samples``, input-complexity corrections, likelihood regret, typicality test), each
-VAE with a background model on perturbed inputs for the likelihood ratio (Ren et al. 2019).
+``num_samples``, input-complexity corrections, likelihood regret, typicality test, an
+OC-SVM on the posterior means), each VAE with a background model on perturbed inputs for
+the likelihood ratio (Ren et al. 2019), an autoencoder and Deep SVDD (reconstruction
+error, distance to the centre), and an OC-SVM on PCA features of the pixels.
 Outputs in STUDY_DIR: ood.md / ood.csv (every score on every pair: AUROC, AUPR-in/out,
 FPR95, mean and 95% interval over seeds, anchors from the literature), best.md, roc_*.png,
 hist_*.png.
@@ -42,6 +44,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.classifier = "cnn_fast"  # a classifier config; "": no classifier
   config.vaes = ("vae_bernoulli", "vae_grey")  # research/studies/ood.py:VAES
   config.likelihood_ratio = True  # also train each VAE's background model
+  # One-class models of the in-distribution training split (research/studies/ood.py).
+  config.one_class = ("autoencoder", "deep_svdd")
+  config.one_class_epochs = 3  # > 0: their epochs, else their configs' (10)
+  # OC-SVMs on PCA features of the pixels (in the classifier's run) and of the VAEs'
+  # posterior means (latent), fitted on the first ocsvm_examples of the training split.
+  config.ocsvm = ("pixels", "latent")
+  config.ocsvm_examples = 10000
   config.background_rate = 0.2  # the background's pixel replacement rate (Ren et al.: 0.1-0.2)
   config.vae_epochs = -1  # > 0: the VAEs train this many epochs, else configs/vae.py's 50
   config.num_samples = 100  # importance samples of the nll scores (0: -ELBO only)

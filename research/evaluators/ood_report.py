@@ -13,6 +13,13 @@ set ``data="test"``) from each of its OOD sets (``ood_sets``):
               research/tasks/vae.py:Task.regret) on the first ``regret_examples`` of
               every set (whole evaluation batches), as a posterior fitted per image
               costs ``regret_steps`` ELBOs of it
+  one-class   anomaly (the model's own score: an autoencoder's reconstruction error, Deep
+              SVDD's distance to its centre; research/tasks/one_class.py)
+  OC-SVM      with ``ocsvm`` naming features: ocsvm_latent (a latent model's posterior
+              means) and ocsvm_pixels (the pixels the model sees, any model), the
+              anomaly score of scikit-learn's OneClassSVM on their PCA features fitted on
+              the first ``ocsvm_examples`` of ``train_data``
+              (research/evaluation/one_class.py)
 
 For each OOD set NAME and score S: ``NAME/auroc_S``, ``NAME/aupr_in_S``, ``NAME/aupr_out_S``
 and ``NAME/fpr95_S`` (the fraction of in-distribution examples flagged at the threshold that
@@ -35,7 +42,12 @@ name), in the order of the splits. Fields:
                       (research/data/preprocess.py) applied to the raw batches before the
                       run's own: e.g. "flip_vertical", or "scale(255, 0)", which inverts
                       uint8 images (x -> 255 - x); required, at least one
-    train_data        the split the Mahalanobis Gaussians are fitted on (classifiers)
+    train_data        the split the Mahalanobis Gaussians (classifiers) and the OC-SVMs
+                      are fitted on
+    ocsvm             the OC-SVMs' features: a tuple of latent, pixels (): none)
+    ocsvm_examples, ocsvm_components, ocsvm_nu
+                      the OC-SVMs' training examples, PCA components and nu (gamma:
+                      scikit-learn's "scale")
     temperature       T of the energy score
     num_samples       importance samples of the latent model's nll (0: no nll scores)
     chunk             samples drawn at a time (a divisor of num_samples)
@@ -58,30 +70,45 @@ import numpy as np
 
 from research import errors
 from research.data import preprocess as preprocess_lib
+from research.evaluation import one_class as one_class_lib
 from research.evaluation import ood
 from research.evaluators import base
 from research.tasks import base as tasks_base
+from research.tasks import one_class
 
 METRICS = (("auroc", "auroc"), ("aupr_in", "aupr_in"), ("aupr_out", "aupr_out"),
            ("fpr95", "fpr_at_95_tpr"))  # (scalar name, ood.ood_metrics key)
 CLASSIFIER_SCORES = ("msp", "energy", "mahalanobis")
 LATENT_SCORES = ("neg_elbo", "complexity_elbo")
 NLL_SCORES = ("nll", "complexity_nll")
+ANOMALY_SCORES = ("anomaly",)
+OCSVM_FEATURES = ("latent", "pixels")  # ocsvm_latent: posterior means; ocsvm_pixels
 TYPICALITY_SCORES = ("neg_elbo", "nll")  # the typicality test's statistics, when computed
 IN, REFERENCE = "in", "reference"  # the CSV's names of the in-distribution sets
 ONLY_ON_SUBSETS = ("regret",)  # scores of each set's first examples, none of the reference
 
 
+def kind(task_cls) -> str:
+  """Which scores a task's model gives: classifier, latent or anomaly."""
+  for capability in (tasks_base.CLASSIFIER, tasks_base.LATENT, one_class.ANOMALY):
+    if capability in task_cls.capabilities:
+      return capability
+  return ""
+
+
 def score_names(config: ml_collections.ConfigDict, task_cls) -> tuple[str, ...]:
-  if tasks_base.CLASSIFIER in task_cls.capabilities:
-    return CLASSIFIER_SCORES
+  ocsvm = tuple(f"ocsvm_{f}" for f in OCSVM_FEATURES if f in tuple(config.get("ocsvm", ())))
+  if kind(task_cls) == tasks_base.CLASSIFIER:
+    return CLASSIFIER_SCORES + ocsvm
+  if kind(task_cls) == one_class.ANOMALY:
+    return ANOMALY_SCORES + ocsvm
   return (LATENT_SCORES + (NLL_SCORES if config.get("num_samples", 0) else ())
-          + (("regret",) if config.get("regret_steps", 0) else ()))
+          + (("regret",) if config.get("regret_steps", 0) else ()) + ocsvm)
 
 
 def typicality_scores(config: ml_collections.ConfigDict, task_cls) -> tuple[str, ...]:
-  if tasks_base.CLASSIFIER in task_cls.capabilities or not config.get("reference_data", "val"):
-    return ()  # a classifier's scores have no entropy to compare a batch with
+  if kind(task_cls) != tasks_base.LATENT or not config.get("reference_data", "val"):
+    return ()  # only a likelihood has an entropy to compare a batch with
   return tuple(s for s in TYPICALITY_SCORES if s in score_names(config, task_cls))
 
 
@@ -99,11 +126,14 @@ class Evaluator(base.Evaluator):
   fields = {"ood_sets": None, "train_data": "train", "temperature": 1.0, "num_samples": 0,
             "chunk": 50, "reference_data": "val", "accept": 0.95, "typicality_batch": 10,
             "regret_steps": 0, "regret_learning_rate": 0.02, "regret_fit_samples": 1,
-            "regret_samples": 32, "regret_examples": 2000}
+            "regret_samples": 32, "regret_examples": 2000, "ocsvm": (),
+            "ocsvm_examples": 10000, "ocsvm_components": 50, "ocsvm_nu": 0.1}
 
   def __init__(self, name, config, context):
     super().__init__(name, config, context)
-    self.classifier = tasks_base.CLASSIFIER in self.task.capabilities
+    self.kind = kind(type(self.task))
+    self.classifier = self.kind == tasks_base.CLASSIFIER
+    self.ocsvm = tuple(self.option("ocsvm"))
     fns, keep = self.prediction_fns()
     self.predict = base.predictions_fn(context, fns, keep)
     self.regret = self.regret_fn(context) if self.option("regret_steps") else None
@@ -116,10 +146,15 @@ class Evaluator(base.Evaluator):
     self.typicality = typicality_scores(config, type(self.task))
     self.reference_batches = (context.load(self.option("reference_data"))
                               if self.option("reference_data") else None)
-    if self.classifier:
+    if self.classifier or self.ocsvm:
       self.train_batches = context.load(self.option("train_data"))
+    if self.classifier:
       self.predict_train = base.predictions_fn(
           context, {"features": self.task.prediction("features")}, keep=("label",))
+    if self.ocsvm:
+      self.predict_ocsvm_train = base.predictions_fn(
+          context, {k: v for k, v in fns.items() if k == "posterior_mean"},
+          keep=("image",) if "pixels" in self.ocsvm else ())
 
   def shifted(self, shift) -> base.Context:
     """The context whose preprocessing applies ``shift`` to the raw batch, then the run's."""
@@ -131,7 +166,9 @@ class Evaluator(base.Evaluator):
     return dataclasses.replace(self.context, preprocess=apply)
 
   def prediction_fns(self) -> tuple[dict, tuple[str, ...]]:
-    """The jitted per-batch scores, and the batch features kept beside them."""
+    """The jitted per-batch scores, and the batch features kept beside them: the image
+    the model scores, for a latent model's complexity and for ocsvm_pixels."""
+    keep = ("image",) if "pixels" in self.ocsvm else ()
     if self.classifier:
       logits, temperature = self.task.prediction("logits"), self.option("temperature")
 
@@ -139,14 +176,20 @@ class Evaluator(base.Evaluator):
         out = logits(*args)
         return {"msp": ood.msp_score(out), "energy": ood.energy_score(out, temperature)}
 
-      return {"scores": scores, "features": self.task.prediction("features")}, ()
+      return {"scores": scores, "features": self.task.prediction("features")}, keep
+    if self.kind == one_class.ANOMALY:
+      score = self.task.prediction("score")
+      return {"scores": lambda *args: {"anomaly": score(*args)}}, keep
     elbo = self.task.prediction("elbo")
     fns = {"scores": lambda *args: {"neg_elbo": -elbo(*args)}}
     k, chunk = self.option("num_samples"), self.option("chunk")
     if k:
       nll = self.task.prediction("nll")
       fns["nll"] = lambda *args: nll(*args, k, chunk)
-    return fns, ("image",)  # the image the model scores, for its complexity
+    if "latent" in self.ocsvm:
+      encode = self.task.prediction("encode")
+      fns["posterior_mean"] = lambda *args: encode(*args)[0]
+    return fns, ("image",)
 
   def regret_fn(self, context: base.Context):
     regret = self.task.prediction("regret")
@@ -160,10 +203,17 @@ class Evaluator(base.Evaluator):
   def validate(cls, name, config, task_cls):
     super().validate(name, config, task_cls)
     require = errors.require
-    require(bool({tasks_base.CLASSIFIER, tasks_base.LATENT} & set(task_cls.capabilities)),
-            f"evals.{name}.type", config.type,
+    require(bool(kind(task_cls)), f"evals.{name}.type", config.type,
             f"an evaluator this task can feed (task {task_cls.__module__} is neither a "
-            f"classifier nor a latent-variable model)")
+            f"classifier, a latent-variable model nor a one-class model)")
+    ocsvm = config.get("ocsvm", ())
+    require(isinstance(ocsvm, tuple) and set(ocsvm) <= set(OCSVM_FEATURES)
+            and ("latent" not in ocsvm or kind(task_cls) == tasks_base.LATENT),
+            f"evals.{name}.ocsvm", ocsvm,
+            "a tuple of the OC-SVMs' features: pixels, and latent for a latent model")
+    nu = config.get("ocsvm_nu", 0.1)
+    require(isinstance(nu, float) and 0.0 < nu <= 1.0, f"evals.{name}.ocsvm_nu", nu,
+            "a fraction in (0, 1], the SVM's bound on training outliers")
     sets = config.get("ood_sets")
     require(isinstance(sets, ml_collections.ConfigDict) and len(sets) > 0,
             f"evals.{name}.ood_sets", sets,
@@ -196,7 +246,8 @@ class Evaluator(base.Evaluator):
             "a positive integer")
     require(isinstance(k, int) and k >= 0 and k % chunk == 0, f"evals.{name}.num_samples", k,
             f"0 (no nll scores) or a multiple of evals.{name}.chunk={chunk}")
-    for field in ("typicality_batch", "regret_fit_samples", "regret_samples", "regret_examples"):
+    for field in ("typicality_batch", "regret_fit_samples", "regret_samples", "regret_examples",
+                  "ocsvm_examples", "ocsvm_components"):
       value = config.get(field, cls.fields[field])
       require(isinstance(value, int) and value >= 1, f"evals.{name}.{field}", value,
               "a positive integer")
@@ -236,8 +287,13 @@ class Evaluator(base.Evaluator):
       subset = batches[:-(-self.option("regret_examples") // batch_size)]
       scores["regret"] = base.gather(regret, state, subset, self.context.rng,
                                      name=f"{self.name} ({name}, regret)")["regret"]
+    for feature, model in fitted.get("ocsvm", {}).items():
+      features = out["posterior_mean"] if feature == "latent" else out["image"]
+      scores[f"ocsvm_{feature}"] = one_class_lib.ocsvm_score(model, features)
     if self.classifier:
-      scores["mahalanobis"] = ood.mahalanobis_score(fitted, out["features"])
+      scores["mahalanobis"] = ood.mahalanobis_score(fitted["mahalanobis"], out["features"])
+      return scores
+    if self.kind == one_class.ANOMALY:
       return scores
     complexity = ood.input_complexity_bits(uint8_images(out["image"]))
     scores["complexity_elbo"] = ood.complexity_corrected_score(
@@ -248,13 +304,27 @@ class Evaluator(base.Evaluator):
                                                                 complexity)
     return scores
 
-  def fit(self, state) -> ood.GaussianFit | None:
-    """The Mahalanobis Gaussians of ``train_data``'s features (classifiers)."""
-    if not self.classifier:
-      return None
-    train = base.gather(self.predict_train, state, self.train_batches, self.context.rng,
-                        name=f"{self.name} (train features)")
-    return ood.fit_gaussian(train["features"], train["label"], int(train["label"].max()) + 1)
+  def fit(self, state) -> dict:
+    """What the scores fit on ``train_data``: a classifier's Mahalanobis Gaussians of its
+    features, and each OC-SVM (on the split's first ``ocsvm_examples``)."""
+    fitted = {}
+    if self.classifier:
+      train = base.gather(self.predict_train, state, self.train_batches, self.context.rng,
+                          name=f"{self.name} (train features)")
+      fitted["mahalanobis"] = ood.fit_gaussian(train["features"], train["label"],
+                                               int(train["label"].max()) + 1)
+    if self.ocsvm:
+      batch_size = len(jax.tree.leaves(self.train_batches[0])[0])
+      subset = self.train_batches[:-(-self.option("ocsvm_examples") // batch_size)]
+      train = base.gather(self.predict_ocsvm_train, state, subset, self.context.rng,
+                          name=f"{self.name} (OC-SVM features)")
+      examples = self.option("ocsvm_examples")
+      fitted["ocsvm"] = {
+          feature: one_class_lib.fit_ocsvm(
+              train["posterior_mean" if feature == "latent" else "image"][:examples],
+              self.option("ocsvm_components"), self.option("ocsvm_nu"))
+          for feature in self.ocsvm}
+    return fitted
 
   def run(self, state, step, scope):
     fitted = self.fit(state)

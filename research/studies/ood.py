@@ -9,6 +9,13 @@ For every in-distribution dataset D (``config.pairs``) and seed the study trains
   vae_grey             the same VAE on 8-bit grey levels, discretized logistic decoder
   *_background         each VAE again on inputs perturbed with ``random_pixels(rate)`` (Ren
                        et al. 2019), for the likelihood ratios
+  autoencoder          one-class models of the whole in-distribution training split
+  deep_svdd            (configs/autoencoder.py, configs/deep_svdd.py, ``one_class_epochs``):
+                       reconstruction error, distance to the centre; Deep SVDD's encoder
+                       starts from the autoencoder run of its seed
+  ocsvm                not a run: scikit-learn's OneClassSVM on PCA features of the pixels
+                       (``ocsvm`` names pixels; computed in the classifier's run) and, as
+                       ``vae_*:ocsvm_latent``, on each VAE's posterior means (names latent)
 
 and each run's final ``ood_report`` (research/evaluators/ood_report.py) scores D's test
 split and every OOD set of D. The analysis adds the likelihood ratios of every VAE against
@@ -45,6 +52,9 @@ VAES = {  # family -> (data.preprocess, task.likelihood, levels of its backgroun
     "vae_grey": ("scale(0, 1)", "logistic", 256),
 }
 BACKGROUND = "_background"
+PRETRAINED, PRETRAINING = "deep_svdd", "autoencoder"  # as in the one-class study
+OCSVM = "ocsvm"  # the table's family of the pixels' OC-SVM
+IN_CLASSES = 10  # the in-distribution datasets' classes: every one of them is normal
 LIKELIHOOD_RATIOS = (("lr_elbo", "neg_elbo"), ("lr_nll", "nll"))  # (name, score it corrects)
 
 BEST_VAE = "best_vae"  # an anchor for the best score of any VAE (best.md)
@@ -60,6 +70,12 @@ ANCHORS = {
     ("fashion_mnist", "vflip", BEST_VAE): (0.87, "Xiao 2020, best per-sample VAE score"),
     ("fashion_mnist", "hflip", BEST_VAE): (0.67, "Xiao 2020, best per-sample VAE score"),
 }
+
+
+def score_key(family: str, score: str) -> str:
+  """The tables' name of a run's score: FAMILY:SCORE, the pixels' OC-SVM (which does not
+  depend on the run it is computed in) under its own family."""
+  return f"{OCSVM}:pixels" if score == "ocsvm_pixels" else f"{family}:{score}"
 
 
 def anchor_key(score: str) -> str:
@@ -78,18 +94,37 @@ class Study:
   def families(self) -> tuple[str, ...]:
     vaes = tuple(self.config.vaes)
     backgrounds = tuple(f + BACKGROUND for f in vaes) if self.config.likelihood_ratio else ()
-    return (CLASSIFIER,) * bool(self.config.classifier) + vaes + backgrounds
+    one_class = tuple(self.config.one_class)
+    if PRETRAINED in one_class:  # its pretraining runs first
+      one_class = (PRETRAINING,) + tuple(f for f in one_class if f != PRETRAINING)
+    return (CLASSIFIER,) * bool(self.config.classifier) + vaes + backgrounds + one_class
 
-  def ood_eval(self, dataset: str, **fields) -> ml_collections.ConfigDict:
+  def ood_eval(self, dataset: str, ocsvm: tuple[str, ...] = (),
+               **fields) -> ml_collections.ConfigDict:
     sets = {name: dict(spec) for name, spec in self.config.pairs[dataset].items()}
+    ocsvm = tuple(f for f in ocsvm if f in self.config.ocsvm)
+    if ocsvm:
+      fields.update(ocsvm=ocsvm, ocsvm_examples=self.config.ocsvm_examples)
     return ml_collections.ConfigDict(dict(type="ood_report", data="test", every_steps=0,
                                           ood_sets=sets, **fields))
 
-  def run_config(self, dataset: str, family: str, seed: int) -> ml_collections.ConfigDict:
+  def run_config(self, dataset: str, family: str, seed: int,
+                 directory: str) -> ml_collections.ConfigDict:
     c = self.config
     if family == CLASSIFIER:
       config = base.study_config(c.classifier, dataset, seed, c.data_dir, c.total_steps)
+      config.evals[EVAL] = self.ood_eval(dataset, ocsvm=("pixels",))
+    elif family in (PRETRAINING, PRETRAINED):
+      config = base.study_config(family, f"dataset={dataset}", seed, c.data_dir, c.total_steps)
+      config.data.train_labels = tuple(range(IN_CLASSES))
+      if c.one_class_epochs > 0 and c.total_steps <= 0:
+        config.num_epochs = float(c.one_class_epochs)
+        config.total_steps = -1
+      del config.evals["test"]  # anomaly_report: no class of the test split is anomalous
       config.evals[EVAL] = self.ood_eval(dataset)
+      if family == PRETRAINED and PRETRAINING in c.one_class:
+        config.init_from.workdir = base.run_workdir(
+            directory, self.make_run(dataset, PRETRAINING, seed, directory))
     else:
       vae = family.removesuffix(BACKGROUND)
       config = base.study_config("vae", dataset, seed, c.data_dir, c.total_steps)
@@ -102,14 +137,20 @@ class Study:
       del config.evals["nll"]  # the OOD evaluation's in-distribution set is the test nll
       regret = {} if family.endswith(BACKGROUND) else dict(regret_steps=c.regret_steps,
                                                             regret_examples=c.regret_examples)
-      config.evals[EVAL] = self.ood_eval(dataset, num_samples=c.num_samples, chunk=c.chunk,
-                                         typicality_batch=c.typicality_batch, **regret)
+      config.evals[EVAL] = self.ood_eval(
+          dataset, ocsvm=() if family.endswith(BACKGROUND) else ("latent",),
+          num_samples=c.num_samples, chunk=c.chunk, typicality_batch=c.typicality_batch,
+          **regret)
     config.gate = ""  # a study reports what each run reached
     return config
 
+  def make_run(self, dataset: str, family: str, seed: int, directory: str) -> base.Run:
+    return base.Run(f"{dataset}_{family}_seed{seed}",
+                    self.run_config(dataset, family, seed, directory),
+                    {"in": dataset, "model": family, "seed": seed})
+
   def runs(self, directory: str) -> list[base.Run]:
-    return [base.Run(f"{dataset}_{family}_seed{seed}", self.run_config(dataset, family, seed),
-                     {"in": dataset, "model": family, "seed": seed})
+    return [self.make_run(dataset, family, seed, directory)
             for seed in self.config.seeds for dataset in self.config.pairs
             for family in self.families()]
 
@@ -129,7 +170,7 @@ class Study:
       background_sets = read_run_scores(background.workdir) if background else {}
       for set_name, scores in sets.items():
         row = mine.setdefault(set_name, {})
-        row.update({f"{family}:{name}": values for name, values in scores.items()})
+        row.update({score_key(family, name): values for name, values in scores.items()})
         for ratio, score in LIKELIHOOD_RATIOS:
           if set_name in background_sets and score in scores:
             row[f"{family}:{ratio}"] = scores[score] - background_sets[set_name][score]
@@ -151,7 +192,7 @@ class Study:
           for metric, key in ood_report.METRICS:
             row[metric], row[f"{metric}_ci95"] = base.mean_and_interval([m[key] for m in per_seed])
           family, _, score = name.partition(":")
-          typicality = [by_run[(dataset, s, family)].get(
+          typicality = [by_run.get((dataset, s, family), {}).get(
               f"{EVAL}/{set_name}/typicality_auroc_{score}", np.nan) for s in seeds]
           # A test on batches, not a per-example score: its own column, named by its M.
           row[f"typicality_auroc_m{self.config.typicality_batch}"] = float(np.mean(typicality))
