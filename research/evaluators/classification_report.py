@@ -2,9 +2,13 @@
 calibration error, and in ``WORKDIR/reports``: ``PREFIX_confusion.png``,
 ``PREFIX_reliability.png`` (each titled with the run, the prefix and the step; the
 reliability diagram with the examples in each confidence bin) and ``PREFIX_per_class.csv``
-(research/evaluation/classification.py). The probabilities are the task's ``probs``: for
+(research/evaluation/classification.py). With ``accuracy=True`` it also reports the
+accuracy, for tasks whose metrics do not (a generative classifier's are its ELBO's). The
+probabilities are the task's ``probs``: for
 hinge losses (an SVM) softmaxed margins, not calibrated probabilities, so their ECE
 measures those margins and the reliability diagram says so in its title."""
+import numpy as np
+
 from research.evaluation import classification, images
 from research.evaluators import base
 from research.tasks import base as tasks_base
@@ -18,6 +22,7 @@ def probs_note(task) -> str:
 
 class Evaluator(base.Evaluator):
   requires = frozenset({tasks_base.CLASSIFIER})
+  fields = {"accuracy": False}
 
   def __init__(self, name, config, context):
     super().__init__(name, config, context)
@@ -26,7 +31,8 @@ class Evaluator(base.Evaluator):
 
   @classmethod
   def metric_names(cls, config, task_cls):
-    return ("ece", "precision_macro", "recall_macro", "f1_macro")
+    return ("ece", "precision_macro", "recall_macro", "f1_macro") + (
+        ("accuracy",) if config.get("accuracy", False) else ())
 
   def title(self, step: int, scope: str) -> str:
     """``RUN[/replica_I] · PREFIX · step STEP``, RUN the workdir's name."""
@@ -35,7 +41,10 @@ class Evaluator(base.Evaluator):
 
   def run(self, state, step, scope):
     out = base.gather(self.predict, state, self.batches, self.context.rng)
-    return base.Output(classification.report(
+    scalars = classification.report(
         out["probs"], out["label"], self.context.report_dir(scope),
         base.prefix(self.name, self.config), title=self.title(step, scope),
-        note=probs_note(self.task)))
+        note=probs_note(self.task))
+    if self.option("accuracy"):
+      scalars["accuracy"] = float(np.mean(out["probs"].argmax(-1) == out["label"]))
+    return base.Output(scalars)

@@ -71,6 +71,7 @@ class Task(base.BaseTask):
   }
   capabilities = frozenset({base.GENERATIVE, base.LATENT, base.IMAGES})
   predictions = ("encode", "reconstruct", "elbo", "nll", "regret")
+  task_collections = (WARMUP,)  # model_state the task keeps, which the model never sees
 
   def __init__(self, config):
     super().__init__(config)
@@ -135,7 +136,7 @@ class Task(base.BaseTask):
     return variables
 
   def _apply(self, params, model_state, method, *args, rng, train=False):
-    model_state = {k: v for k, v in model_state.items() if k != WARMUP}
+    model_state = {k: v for k, v in model_state.items() if k not in self.task_collections}
     out, _ = base.apply_model(self.model, params, model_state, *args, rng=rng, train=train,
                               method=method, matmul_precision=self.matmul_precision)
     return out
