@@ -31,7 +31,7 @@ from research.data import cache
 
 # Datasets the project ships as TFDS builders; importing registers them by name.
 BUNDLED_DATASET_MODULES = ("research.data.digits", "research.data.synthetic_intents",
-                           "research.data.penguins")
+                           "research.data.penguins", "research.data.dsprites_like")
 FALLBACK_DATA_DIR = os.path.expanduser("~/tensorflow_datasets")
 LOAD_CHUNK = 10_000  # examples per tf.data batch while reading a split into memory
 # TFDS fetches prepared datasets from its Google Cloud Storage mirror first; a machine that
@@ -121,7 +121,8 @@ def get_builder(name: str, data_dir: str | None, download: bool):
   except tfds.core.registered.DatasetNotFoundError:
     raise DatasetUnavailableError(
         f"unknown dataset {name!r}: TFDS has no builder of that name "
-        f"(bundled here: digits, penguins, synthetic_intents, synthetic_multi_intents; see "
+        f"(bundled here: digits, penguins, synthetic_intents, synthetic_multi_intents, "
+        f"dsprites_like; see "
         f"tfds.list_builders())") from None
   except Exception:  # TFDS reads the prepared folder's metadata here
     damaged = damaged_json(data_dir, name)
