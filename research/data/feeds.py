@@ -85,8 +85,7 @@ class DeviceResident:
 class ReplicaBatches(HostBatches):
   def __init__(self, train: pipeline.TrainBatches, mesh: jax.sharding.Mesh,
                seeds: tuple[int, ...]):
-    self.replicas = [pipeline.TrainBatches(train.arrays, train.global_batch_size, seed)
-                     for seed in seeds]
+    self.replicas = [train.with_seed(seed) for seed in seeds]
     self.train = self.replicas[0]
     self.in_shardings = (indices_sharding(mesh),)
 

@@ -31,7 +31,8 @@ from research.data import cache
 
 # Datasets the project ships as TFDS builders; importing registers them by name.
 BUNDLED_DATASET_MODULES = ("research.data.digits", "research.data.synthetic_intents",
-                           "research.data.penguins", "research.data.dsprites_like")
+                           "research.data.penguins", "research.data.dsprites_like",
+                           "research.data.colored_mnist", "research.data.background_shift")
 FALLBACK_DATA_DIR = os.path.expanduser("~/tensorflow_datasets")
 LOAD_CHUNK = 10_000  # examples per tf.data batch while reading a split into memory
 # TFDS fetches prepared datasets from its Google Cloud Storage mirror first; a machine that
@@ -122,7 +123,7 @@ def get_builder(name: str, data_dir: str | None, download: bool):
     raise DatasetUnavailableError(
         f"unknown dataset {name!r}: TFDS has no builder of that name "
         f"(bundled here: digits, penguins, synthetic_intents, synthetic_multi_intents, "
-        f"dsprites_like; see "
+        f"dsprites_like, colored_mnist, background_shift; see "
         f"tfds.list_builders())") from None
   except Exception:  # TFDS reads the prepared folder's metadata here
     damaged = damaged_json(data_dir, name)
@@ -325,19 +326,37 @@ def num_examples(arrays: dict[str, np.ndarray]) -> int:
 class TrainBatches:
   """Shuffled training batches whose content depends only on ``(seed, step)``.
 
-  Each epoch is a fresh permutation; the last partial batch of an epoch is dropped.
+  Each epoch is a fresh permutation; the last partial batch of an epoch is dropped. With
+  ``labelled_batch_size = L > 0`` (semi-supervised data: unlabelled rows have label -1),
+  each batch is ``global_batch_size - L`` rows of that permutation of every row followed
+  by L rows drawn from the labelled ones alone (at random per step, with replacement only
+  when there are fewer than L), so that every step sees labels however few there are.
   """
 
-  def __init__(self, arrays: dict[str, np.ndarray], global_batch_size: int, seed: int):
+  def __init__(self, arrays: dict[str, np.ndarray], global_batch_size: int, seed: int,
+               labelled_batch_size: int = 0):
     self.arrays = arrays
     self.global_batch_size = global_batch_size
     self.seed = seed
+    self.labelled_batch_size = labelled_batch_size
     self.size = num_examples(arrays)
-    self.steps_per_epoch = self.size // global_batch_size
+    if not 0 <= labelled_batch_size < global_batch_size:
+      raise errors.ConfigError(f"data.labelled_batch_size={labelled_batch_size} must be at "
+                               f"least 0 and below the batch size {global_batch_size}")
+    self.labelled = (np.flatnonzero(arrays["label"] >= 0) if labelled_batch_size
+                     else np.zeros(0, np.int64))
+    if labelled_batch_size and not len(self.labelled):
+      raise errors.ConfigError("data.labelled_batch_size > 0 needs labelled training rows "
+                               "(labels >= 0)")
+    self.steps_per_epoch = self.size // (global_batch_size - labelled_batch_size)
     if self.steps_per_epoch == 0:
       raise errors.ConfigError(
           f"batch size {global_batch_size} exceeds the {self.size} training examples")
     self._epoch, self._permutation = None, None
+
+  def with_seed(self, seed: int) -> "TrainBatches":
+    """The same batches' shape and data with another seed (a replica's)."""
+    return TrainBatches(self.arrays, self.global_batch_size, seed, self.labelled_batch_size)
 
   def spec(self) -> dict[str, tuple[list[int], str]]:
     """Per-example shape and dtype of each feature."""
@@ -349,8 +368,14 @@ class TrainBatches:
     if epoch != self._epoch:
       rng = np.random.default_rng([self.seed, epoch])
       self._epoch, self._permutation = epoch, rng.permutation(self.size)
-    start = position * self.global_batch_size
-    return self._permutation[start:start + self.global_batch_size]
+    size = self.global_batch_size - self.labelled_batch_size
+    rows = self._permutation[position * size:(position + 1) * size]
+    if not self.labelled_batch_size:
+      return rows
+    rng = np.random.default_rng([self.seed, step, 1])
+    labelled = rng.choice(self.labelled, self.labelled_batch_size,
+                          replace=len(self.labelled) < self.labelled_batch_size)
+    return np.concatenate([rows, labelled])
 
   def local_indices(self, step: int) -> np.ndarray:
     """This process's slice of ``indices(step)``."""

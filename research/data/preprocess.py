@@ -156,3 +156,6 @@ def parse(spec: str, features: tuple[str, ...] | None = None) -> Op:
                                f"data; it must be one of data.features {tuple(features)}")
     ops.append(_OPS[name](*bound.args, **bound.kwargs))
   return compose(*ops)
+
+
+from research.data import corruptions  # noqa: E402,F401  registers corrupt(NAME): MNIST-C

@@ -18,8 +18,16 @@ untouched.
 With ``config.data.train_labels`` (class ids, e.g. ``(0,)``), ``train`` and ``val`` keep only
 the rows of those classes (one-class training; the tokenizer or tabular fit sees them alone);
 ``test`` and other datasets keep every row.
+
+With ``config.data.labelled_per_class = N > 0`` (semi-supervised learning), the run's
+``train`` keeps the labels of a balanced subset, N examples of each class drawn without
+replacement with ``data.labelled_seed`` (``labelled_rows``), and every other training row's
+label becomes -1 (unlabelled), or with ``data.labelled_only`` the other rows are left out (a
+supervised baseline on the same subset); ``val`` and ``test`` keep theirs. The rows are recorded in
+``WORKDIR/labelled.json`` (``record_labelled``) and checked there on every later start.
 """
 import json
+import os
 
 import ml_collections
 import numpy as np
@@ -29,6 +37,8 @@ from research.core import sharding
 from research.data import pipeline, tabular, text
 
 OWN_SPLITS = ("train", "val", "test")
+LABELLED_FILE = "labelled.json"
+UNLABELLED = -1  # the label of a training row outside the labelled subset
 
 
 def spec_of(arrays: dict) -> dict[str, tuple[tuple[int, ...], str]]:
@@ -108,6 +118,50 @@ def encoder(config: ml_collections.ConfigDict, workdir: str | None, train_raw: d
   return text.encoder(config, workdir, train_texts)
 
 
+def labelled_per_class(config: ml_collections.ConfigDict) -> int:
+  """N of a semi-supervised run's labelled subset; 0: every training label is kept."""
+  return int(config.get("labelled_per_class", 0) or 0)
+
+
+def labelled_rows(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+  """The sorted rows of a balanced subset: ``per_class`` rows of each class in ``labels``,
+  drawn without replacement, reproducibly from ``seed``."""
+  labels = np.asarray(labels)
+  rng = np.random.default_rng([seed, per_class])
+  rows = []
+  for c in np.unique(labels[labels >= 0]):
+    members = np.flatnonzero(labels == c)
+    if len(members) < per_class:
+      raise errors.ConfigError(f"data.labelled_per_class={per_class}: class {int(c)} has only "
+                               f"{len(members)} training examples")
+    rows.append(rng.choice(members, per_class, replace=False))
+  return np.sort(np.concatenate(rows))
+
+
+def hide_labels(raw: dict, rows: np.ndarray) -> dict:
+  """``raw`` with every label outside ``rows`` replaced by UNLABELLED."""
+  labels = np.full_like(raw["label"], UNLABELLED)
+  labels[rows] = raw["label"][rows]
+  return {**raw, "label": labels}
+
+
+def record_labelled(workdir: str, config: ml_collections.ConfigDict, rows: np.ndarray) -> None:
+  """Writes the labelled subset to ``WORKDIR/labelled.json``, or checks that the one there
+  is the same (the same data, N and seed give the same rows)."""
+  path = os.path.join(workdir, LABELLED_FILE)
+  record = {"train_split": config.train_split, "labelled_per_class": labelled_per_class(config),
+            "labelled_seed": int(config.get("labelled_seed", 0)), "rows": rows.tolist()}
+  if os.path.exists(path):
+    with open(path) as f:
+      if json.load(f) != record:
+        raise errors.UserError(f"{path} records another labelled subset than this run draws "
+                               f"(changed data, labelled_per_class or labelled_seed): use "
+                               f"another --workdir")
+    return
+  with open(path, "w") as f:
+    json.dump(record, f)
+
+
 def check_labels(labels: np.ndarray, num_classes: int, where: str) -> None:
   """A classifier of ``num_classes`` classes needs every label in ``0..num_classes - 1``;
   ``where`` names the split (e.g. ``data.train_split='train[:90%]' of 'digits'``)."""
@@ -139,6 +193,7 @@ class RunData:
     self.trained_spec, self.num_classes = trained_spec, num_classes
     self._arrays, self._batches, self._encode = {}, {}, None
     self._fold_source = None  # with folds: (the raw train split, each fold part's rows)
+    self.labelled = None  # semi-supervised: the rows of the train split that keep their label
 
   def resolve(self, spec) -> tuple[ml_collections.ConfigDict, str, str]:
     """``(data config, split, field naming the split)`` of a spec."""
@@ -197,6 +252,11 @@ class RunData:
       raw = self._load(spec)
       if isinstance(spec, str) and spec != "test" and self.config.get("train_labels"):
         raw = only_labels(raw, self.config.train_labels)  # one-class training
+      if spec == "train" and labelled_per_class(self.config):
+        self.labelled = labelled_rows(raw["label"], labelled_per_class(self.config),
+                                      int(self.config.get("labelled_seed", 0)))
+        raw = ({k: v[self.labelled] for k, v in raw.items()}
+               if self.config.get("labelled_only") else hide_labels(raw, self.labelled))
       if self._encode is None:  # the run's training split fits its encoder on a first run
         self._encode = encoder(self.config, self.workdir, raw if spec == "train" else None)
       arrays = self._encode(raw)
@@ -205,7 +265,10 @@ class RunData:
       self._arrays[key] = arrays
     arrays = self._arrays[key]
     if self.num_classes and "label" in arrays and not any_labels:
-      check_labels(arrays["label"], self.num_classes, self.describe(spec))
+      labels = arrays["label"]
+      if spec == "train" and labelled_per_class(self.config):
+        labels = labels[labels != UNLABELLED]
+      check_labels(labels, self.num_classes, self.describe(spec))
     return arrays
 
   def batches(self, spec, batch_sharding, any_labels: bool = False) -> list[dict]:

@@ -220,7 +220,8 @@ def setup(config: ml_collections.ConfigDict, workdir: str, allow_changes: bool =
   profiling.use_compilation_cache(config.compilation_cache_dir)
   data = splits.RunData(config.data, workdir, config.eval_batch_size,
                        num_classes=classifier_classes(config))
-  train = pipeline.TrainBatches(data.arrays("train"), config.batch_size, config.seed)
+  train = pipeline.TrainBatches(data.arrays("train"), config.batch_size, config.seed,
+                                config.data.get("labelled_batch_size", 0))
   data.trained_spec = train.spec()  # every evaluation's data must fit the model
   tasks_base.task_class(config).complete_config(config, train.spec())
   validation.check_eval_memory(config, train.spec())  # the data known, nothing written yet
@@ -238,6 +239,8 @@ def setup(config: ml_collections.ConfigDict, workdir: str, allow_changes: bool =
     changed = check_config_changes(config, workdir, checkpointer.latest_step(), allow_changes)
     workdir_lib.check_input_spec(workdir, train.spec(), fresh=checkpointer.latest_step() is None)
     workdir_lib.write_config(config, workdir)
+    if data.labelled is not None:  # the run accepted: its labelled subset recorded or checked
+      splits.record_labelled(workdir, config.data, data.labelled)
   except BaseException:
     if checkpointer is not None:
       checkpointer.close()
