@@ -10,7 +10,8 @@ alpha times the labelled cross-entropy. Each batch holds 100 rows of the whole s
 labelled rows. Their sizes: 50 latents, one hidden layer of 500 softplus units in the
 encoder, decoder and classifier, binarized pixels, Adam 3e-4. Validation and test keep every
 label; ``test/accuracy`` is q(y | x)'s (Kingma et al.: 11.97% error with 100 labels).
-ARG: ``dataset=`` (mnist, fashion_mnist, digits), ``labels=`` per class (10).
+ARG: ``dataset=`` (mnist, fashion_mnist, digits), ``labels=`` per class (10; 0: every
+training label).
 """
 import ml_collections
 
@@ -27,7 +28,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.task.name = "semi_supervised"  # research/tasks/semi_supervised.py
   # Kingma et al.'s alpha = 0.1 N beside sums over the data: with per-batch means of the
   # labelled and unlabelled bounds, 0.1 N / N_labelled (research/tasks/semi_supervised.py).
-  config.task.alpha = 0.1 * TRAIN_EXAMPLES[parsed.dataset] / (10 * parsed.labels)
+  labelled = 10 * parsed.labels if parsed.labels else TRAIN_EXAMPLES[parsed.dataset]
+  config.task.alpha = 0.1 * TRAIN_EXAMPLES[parsed.dataset] / labelled
   config.model = ml_collections.ConfigDict(dict(
       name="m2", num_classes=10, latent_dim=50, hidden=(500,), classifier_hidden=(500,),
       activation="softplus", image_shape=config.model.get_ref("image_shape")))

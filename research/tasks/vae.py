@@ -1,17 +1,37 @@
 """Variational autoencoders: the ELBO (optionally beta-weighted, with a KL warm-up),
-the importance-weighted bound (IWAE), class-conditional models (CVAE), and the
-test log-likelihood by importance sampling. All terms are in nats per image.
+the importance-weighted bound (IWAE), disentangling objectives (beta-TCVAE, DIP-VAE I and
+II), class-conditional models (CVAE), and the test log-likelihood by importance sampling.
+All terms are in nats per image.
 
   -ELBO(x)   = E_q[-log p(x|z)] + KL(q(z|x) || N(0, I))
   -IWAE_k(x) = -E[log (1/k) sum_i p(x, z_i) / q(z_i|x)],   z_i ~ q(z|x)
 
+The disentangling objectives add a term estimated over the whole training batch (M images)
+to the -ELBO, as disentanglement_lib (methods/unsupervised/vae.py) does:
+
+  beta_tcvae  (Chen et al. 2018, "Isolating sources of disentanglement in VAEs") the KL's
+              decomposition E[KL] = index-code MI + total correlation (TC) + dimension-wise
+              KL with the TC weighted by beta (alpha = gamma = 1): -ELBO + (beta - 1) TC.
+              q(z) and its marginals by minibatch-weighted sampling (``kl_decomposition``).
+  dip_vae_i   (Kumar et al. 2018, "Variational inference of disentangled latent concepts
+  dip_vae_ii  from unlabeled observations", eqs. 6 and 7): -ELBO + lambda_od sum_{k!=l}
+              C_kl^2 + lambda_d sum_k (C_kk - 1)^2, C the batch covariance of the posterior
+              means (I) or of the aggregate posterior, E[diag sigma^2(x)] + Cov[mu(x)] (II).
+
 ``config.task``:
   likelihood     bernoulli (binarized images), logistic or categorical (8-bit grey
                  levels; see research/tasks/likelihoods.py)
-  objective      elbo: minimise recon + beta_t * KL; iwae: minimise -IWAE_k
+  objective      elbo: minimise recon + beta_t * KL; iwae: minimise -IWAE_k; beta_tcvae,
+                 dip_vae_i, dip_vae_ii: above (their metrics: loss, and mi, tc, dim_kl or
+                 dip)
   num_samples    k, posterior samples per image in training and in the bound
-  beta           weight of the KL term (elbo); 1 is the ELBO
-  kl_warmup_steps  beta_t rises linearly from 0 to beta over these steps (0: off)
+  beta           weight of the KL term (elbo) or of the TC (beta_tcvae); 1 is the ELBO
+  kl_warmup_steps  beta_t rises linearly from 0 to beta over these steps (0: off; elbo only)
+  dataset_size   beta_tcvae: N, the training split's size, which the minibatch-weighted
+                 sampling needs (the data's input spec has no size, so the config sets it)
+  lambda_od      DIP-VAE: weight of the off-diagonal covariances (10 by default)
+  lambda_d_factor  DIP-VAE: lambda_d = lambda_d_factor * lambda_od (disentanglement_lib: 10
+                 for I, 1 for II; 10 by default)
   sample_class   CVAE: the class that --mode=sample draws (-1: one class per row)
 """
 import math
@@ -31,6 +51,11 @@ NUM_IMAGES = 64  # images per summary grid
 COLUMNS = 8  # images per grid row: interpolation and traversal steps
 TRAVERSAL_RANGE = 3.0  # traversals sweep each latent over [-3, 3]
 WARMUP = "kl_warmup"  # model_state collection that counts training steps for the warm-up
+OBJECTIVES = ("elbo", "iwae", "beta_tcvae", "dip_vae_i", "dip_vae_ii")
+BATCH_OBJECTIVES = OBJECTIVES[2:]  # estimated over the whole batch
+# The disentangling objectives' fields, for configs that leave them out (every one but
+# dsprites_vae): task.FIELD or this.
+BATCH_DEFAULTS = {"dataset_size": 0, "lambda_od": 10.0, "lambda_d_factor": 10.0}
 
 
 def gaussian_kl(mean: jnp.ndarray, log_var: jnp.ndarray) -> jnp.ndarray:
@@ -38,10 +63,53 @@ def gaussian_kl(mean: jnp.ndarray, log_var: jnp.ndarray) -> jnp.ndarray:
   return 0.5 * (jnp.exp(log_var) + jnp.square(mean) - 1.0 - log_var)
 
 
+def gaussian_log_density(z: jnp.ndarray, mean: jnp.ndarray, log_var: jnp.ndarray) -> jnp.ndarray:
+  """log N(z; mean, exp(log_var)) of each dimension."""
+  return -0.5 * (math.log(2 * math.pi) + log_var + jnp.square(z - mean) * jnp.exp(-log_var))
+
+
 def gaussian_log_prob(z: jnp.ndarray, mean: jnp.ndarray, log_var: jnp.ndarray) -> jnp.ndarray:
   """log N(z; mean, exp(log_var)) summed over the last axis."""
-  return -0.5 * jnp.sum(math.log(2 * math.pi) + log_var + jnp.square(z - mean) * jnp.exp(-log_var),
-                        axis=-1)
+  return jnp.sum(gaussian_log_density(z, mean, log_var), axis=-1)
+
+
+def kl_decomposition(z, mean, log_var, dataset_size: int) -> dict[str, jnp.ndarray]:
+  """Chen et al. (2018)'s terms of the KL for each z_i ~ q(z|x_i) of a batch of M, (M,):
+
+    mi      log q(z_i|x_i) - log q(z_i)               index-code mutual information
+    tc      log q(z_i) - sum_l log q(z_il)            total correlation
+    dim_kl  sum_l log q(z_il) - log p(z_il)           dimension-wise KL
+
+  with q(z) and its marginals q(z_l) by minibatch-weighted sampling, N = ``dataset_size``:
+  log q(z_i) ~= logsumexp_j log q(z_i|x_j) - log(N M), and likewise each log q(z_il). The
+  three add up to the one-sample KL estimate log q(z_i|x_i) - log p(z_i). Each log q estimate
+  is biased low, by between log M and log N, so with D latents ``tc`` reads high: by
+  (D - 1) log M exactly when the batch is the whole data set (N = M). Only the log(N M)
+  constants are free of the parameters (disentanglement_lib's estimate drops them)."""
+  log_q = gaussian_log_density(z[:, None], mean[None], log_var[None])  # (i, j, l)
+  log_nm = math.log(dataset_size * z.shape[0])
+  log_qz = jax.nn.logsumexp(log_q.sum(-1), axis=1) - log_nm
+  log_marginals = jnp.sum(jax.nn.logsumexp(log_q, axis=1) - log_nm, axis=-1)
+  zeros = jnp.zeros_like(z)
+  return {"mi": gaussian_log_prob(z, mean, log_var) - log_qz, "tc": log_qz - log_marginals,
+          "dim_kl": log_marginals - gaussian_log_prob(z, zeros, zeros)}
+
+
+def aggregate_covariance(mean, log_var, full: bool) -> jnp.ndarray:
+  """The batch covariance (1/M normalised) of the posterior means, Cov[mu(x)] (DIP-VAE-I);
+  ``full``: of the aggregate posterior, E[diag exp(log_var(x))] + Cov[mu(x)] (DIP-VAE-II)."""
+  centred = mean - mean.mean(0)
+  covariance = centred.T @ centred / mean.shape[0]
+  return covariance + jnp.diag(jnp.exp(log_var).mean(0)) if full else covariance
+
+
+def dip_penalty(covariance, lambda_od: float, lambda_d: float) -> jnp.ndarray:
+  """lambda_od sum_{k!=l} C_kl^2 + lambda_d sum_k (C_kk - 1)^2 (Kumar et al. 2018): zero
+  for C = I."""
+  diagonal = jnp.diagonal(covariance)
+  off_diagonal = covariance - jnp.diag(diagonal)
+  return lambda_od * jnp.sum(jnp.square(off_diagonal)) + lambda_d * jnp.sum(
+      jnp.square(diagonal - 1.0))
 
 
 def reparameterize(rng, mean, log_var, num_samples: int) -> jnp.ndarray:
@@ -61,7 +129,7 @@ class Task(base.BaseTask):
   """Predictions, per image: ``encode`` (posterior mean and log-variance), ``reconstruct``
   (the decoded posterior mean), ``elbo`` (one posterior sample, nats), ``nll`` (-log p(x)
   by importance sampling with ``num_samples`` from q(z|x), ``chunk`` at a time); and
-  ``sample`` from the prior."""
+  ``sample`` from the prior. A disentangling objective adds its metrics (``objective_metrics``)."""
   metrics = {
       "neg_elbo": metrics.Average.from_output("neg_elbo"),
       "recon_nll": metrics.Average.from_output("recon_nll"),
@@ -82,6 +150,21 @@ class Task(base.BaseTask):
     self.image_shape = tuple(config.model.image_shape)
     self.model = self.model.clone(
         outputs_per_pixel=likelihoods.OUTPUTS_PER_PIXEL[config.task.likelihood])
+    self.metrics = {**self.metrics, **self.objective_metrics(config.task.objective)}
+
+  @staticmethod
+  def objective_metrics(objective: str) -> dict:
+    """A disentangling objective's extra metrics: ``loss`` (what training minimises, per
+    image) and its batch estimates (beta_tcvae: ``mi``, ``tc``, ``dim_kl``; DIP-VAE:
+    ``dip``, the weighted penalty)."""
+    if objective not in BATCH_OBJECTIVES:
+      return {}
+    names = ("loss",) + (("mi", "tc", "dim_kl") if objective == "beta_tcvae" else ("dip",))
+    return {name: metrics.Average.from_output(name) for name in names}
+
+  def batch_field(self, name: str):
+    """A disentangling objective's field: ``task.NAME`` or its BATCH_DEFAULTS value."""
+    return self.task.get(name, BATCH_DEFAULTS[name])
 
   @classmethod
   def complete_config(cls, config, input_spec):
@@ -98,7 +181,10 @@ class Task(base.BaseTask):
     require(binarized == (task.likelihood == "bernoulli"), "task.likelihood", task.likelihood,
             "bernoulli for binarized images (data.preprocess with binarize), logistic or "
             "categorical for grey levels")
-    require(task.objective in ("elbo", "iwae"), "task.objective", task.objective, "elbo or iwae")
+    require(task.objective in OBJECTIVES, "task.objective", task.objective,
+            f"elbo or iwae, or a disentangling objective: {', '.join(BATCH_OBJECTIVES)}")
+    if task.objective in BATCH_OBJECTIVES:
+      cls.validate_batch_objective(config)
     require(task.num_samples >= 1, "task.num_samples", task.num_samples, "a positive integer")
     require(task.beta >= 0, "task.beta", task.beta, "zero or positive")
     require(task.kl_warmup_steps >= 0, "task.kl_warmup_steps", task.kl_warmup_steps,
@@ -117,6 +203,25 @@ class Task(base.BaseTask):
     else:
       require(task.sample_class == -1, "task.sample_class", task.sample_class,
               "-1 for an unconditional model (model.num_classes=0)")
+
+  @classmethod
+  def validate_batch_objective(cls, config):
+    """The fields a disentangling objective (estimated over the whole batch) needs."""
+    task, require, objective = config.task, errors.require, config.task.objective
+    require(task.kl_warmup_steps == 0, "task.kl_warmup_steps", task.kl_warmup_steps,
+            f"0 with task.objective={objective} (the warm-up ramps the elbo objective's beta)")
+    require(config.microbatch_size in (0, config.batch_size), "microbatch_size",
+            config.microbatch_size,
+            f"0 with task.objective={objective} (its estimates are over the whole batch)")
+    if objective == "beta_tcvae":
+      size = task.get("dataset_size", BATCH_DEFAULTS["dataset_size"])
+      require(isinstance(size, int) and size >= config.batch_size, "task.dataset_size", size,
+              "the training split's number of images (>= batch_size), which "
+              "minibatch-weighted sampling needs")
+    else:
+      for name in ("lambda_od", "lambda_d_factor"):
+        value = task.get(name, BATCH_DEFAULTS[name])
+        require(value >= 0, f"task.{name}", value, "zero or positive")
 
   def condition(self, batch: dict) -> jnp.ndarray | None:
     """The one-hot label for a conditional model; None otherwise."""
@@ -150,7 +255,13 @@ class Task(base.BaseTask):
     """-log p(x|z_i) and log w_i = log p(x, z_i) - log q(z_i|x), each (num_samples, batch)."""
     sample_rng, dropout_rng = jax.random.split(rng)
     z = reparameterize(sample_rng, mean, log_var, num_samples)
-    out = self._apply(params, model_state, "decode", z, condition, rng=dropout_rng, train=train)
+    return self.sample_log_weights(params, model_state, x, condition, mean, log_var, z,
+                                   dropout_rng, train)
+
+  def sample_log_weights(self, params, model_state, x, condition, mean, log_var, z, rng,
+                         train=False):
+    """``log_weights`` of given posterior samples z (num_samples, batch, latent_dim)."""
+    out = self._apply(params, model_state, "decode", z, condition, rng=rng, train=train)
     recon_nll = self.nll_fn(out, x)
     zeros = jnp.zeros_like(mean)
     log_w = -recon_nll + gaussian_log_prob(z, zeros, zeros) - gaussian_log_prob(z, mean, log_var)
@@ -161,21 +272,44 @@ class Task(base.BaseTask):
     encode_rng, sample_rng = jax.random.split(rng)
     mean, log_var = self._apply(params, model_state, "encode", x, condition, rng=encode_rng,
                                 train=train)
-    recon_nll, log_w = self.log_weights(params, model_state, x, condition, mean, log_var,
-                                        sample_rng, self.task.num_samples, train)
+    z_rng, dropout_rng = jax.random.split(sample_rng)  # as log_weights
+    z = reparameterize(z_rng, mean, log_var, self.task.num_samples)
+    recon_nll, log_w = self.sample_log_weights(params, model_state, x, condition, mean, log_var,
+                                               z, dropout_rng, train)
     recon_nll, kl = recon_nll.mean(0), gaussian_kl(mean, log_var).sum(-1)
     neg_elbo, neg_bound = recon_nll + kl, -likelihood.log_mean_exp(log_w)
+    outputs = {"neg_elbo": neg_elbo, "recon_nll": recon_nll, "kl": kl, "neg_bound": neg_bound,
+               "bits_per_dim": likelihoods.bits_per_dim(neg_elbo, self.image_shape)}
     if self.task.objective == "iwae":
       loss = jnp.mean(neg_bound)
+    elif self.task.objective in BATCH_OBJECTIVES:
+      penalty, terms = self.batch_penalty(z, mean, log_var)
+      outputs.update(terms, loss=neg_elbo + penalty)
+      loss = jnp.mean(outputs["loss"])
     else:
       step = model_state[WARMUP]["step"] if WARMUP in model_state else None
       beta = kl_weight(self.task.beta, self.task.kl_warmup_steps, step)
       loss = jnp.mean(recon_nll + beta * kl)
     if train and WARMUP in model_state:
       model_state = {**model_state, WARMUP: {"step": model_state[WARMUP]["step"] + 1}}
-    outputs = {"neg_elbo": neg_elbo, "recon_nll": recon_nll, "kl": kl, "neg_bound": neg_bound,
-               "bits_per_dim": likelihoods.bits_per_dim(neg_elbo, self.image_shape)}
     return loss, (outputs, model_state)
+
+  def batch_penalty(self, z, mean, log_var) -> tuple[jnp.ndarray, dict]:
+    """A disentangling objective's term added to each image's -ELBO, and its metrics, from
+    the batch's posteriors and samples z (num_samples, batch, latent_dim). beta_tcvae: (beta
+    - 1) TC, the terms averaged over the k sample sets; DIP-VAE: the penalty, a batch scalar
+    given to every image. (Evaluation batches are estimated the same way; a padded last
+    batch's estimates include its padding.)"""
+    if self.task.objective == "beta_tcvae":
+      size = self.batch_field("dataset_size")
+      terms = jax.vmap(lambda sample: kl_decomposition(sample, mean, log_var, size))(z)
+      terms = {name: value.mean(0) for name, value in terms.items()}
+      return (self.task.beta - 1.0) * terms["tc"], terms
+    covariance = aggregate_covariance(mean, log_var, full=self.task.objective == "dip_vae_ii")
+    lambda_od = self.batch_field("lambda_od")
+    dip = dip_penalty(covariance, lambda_od, self.batch_field("lambda_d_factor") * lambda_od)
+    dip = jnp.broadcast_to(dip, mean.shape[:1])
+    return dip, {"dip": dip}
 
   def test_log_likelihood(self, params, model_state, batch, rng, num_samples: int, chunk: int):
     """log p(x) per image by importance sampling with q(z|x) as the proposal."""
