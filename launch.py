@@ -426,6 +426,18 @@ def exit_status(error: Exception) -> int:
   return EXIT_USER_ERROR
 
 
+def interruption_in(error: BaseException):
+  """The errors.Interrupted that a signal raised while a C extension module initialised,
+  which Python reports as that module's ImportError (the Interrupted chained to it); None
+  for any other error."""
+  from research import errors
+  while error is not None:
+    if isinstance(error, errors.Interrupted):
+      return error
+    error = error.__cause__ or error.__context__
+  return None
+
+
 HELP_FLAGS = ("--help", "-h", "--helpshort", "--helpfull")
 NEEDS_A_CONFIG = ("--config is required (or, for --mode=eval or sample, the --workdir of a trained "
                   "run: its config.json); one of: {}, or a path to a .py file; --list_configs "
@@ -577,6 +589,11 @@ def main() -> None:
                           FLAGS.allow_config_changes, FLAGS.export_dir)
     except errors.UserError as e:
       exit_now(str(e), exit_status(e))
+    except ImportError as e:
+      interrupted = interruption_in(e)
+      if interrupted is None:
+        raise
+      exit_now(str(interrupted), EXIT_PREEMPTED)
     except OSError as e:
       if e.errno not in STORAGE_ERRNOS:
         raise

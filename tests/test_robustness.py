@@ -392,3 +392,19 @@ def test_damaged_input_spec_is_one_line(straight, tmp_path):
     f.write('{"image": [[8, 8')
   with pytest.raises(errors.UserError, match=r"input_spec.json is damaged \(JSONDecodeError"):
     restore_lib.example_inputs(str(workdir))
+
+
+def test_a_signal_inside_an_extension_modules_import_is_still_an_interruption():
+  """The signal handler's Interrupted, raised while a C extension initialises (tensorstore
+  under orbax, seen under load), reaches the launcher as that module's ImportError."""
+  import launch
+  from research import errors
+  interrupted = errors.Interrupted("SIGTERM", "start-up")
+  try:
+    try:
+      raise interrupted
+    except errors.Interrupted as e:
+      raise ImportError("initialization failed") from e
+  except ImportError as error:
+    assert launch.interruption_in(error) is interrupted
+  assert launch.interruption_in(ImportError("No module named 'nothing'")) is None
