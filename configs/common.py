@@ -373,6 +373,8 @@ def classifier_dataset(config: ml_collections.ConfigDict, name: str) -> str:
 VAE_PRESETS = {
     # Burda et al. (2016), one stochastic layer: 784-200-200-(2x50) and 50-200-200-784, tanh.
     "iwae_arch": {"hidden": (200, 200), "latent_dim": 50, "activation": "tanh"},
+    # Kingma et al. (2014)'s M1: 784-600-600-(2x50) and 50-600-600-784, softplus.
+    "kingma_m1": {"hidden": (600, 600), "latent_dim": 50, "activation": "softplus"},
 }
 
 

@@ -11,7 +11,8 @@ evaluation adds the test NLL by importance sampling on the full test set
 with ``--config.evals.nll.num_samples=5000``). MNIST needs a TFDS data dir with mnist prepared, TFDS_DATA_DIR=DIR.
 
 ARG: ``dataset=`` mnist (default), fashion_mnist, cifar10 or digits, and ``preset=``
-iwae_arch (the IWAE paper's architecture, 784-200-200-50 tanh: common.VAE_PRESETS), each
+iwae_arch (the IWAE paper's architecture, 784-200-200-50 tanh: common.VAE_PRESETS) or
+kingma_m1 (Kingma et al. 2014's M1, 784-600-600-50 softplus, for configs/m1m2.py), each
 also as just the name: ``vae:iwae_arch,digits``.
 """
 import ml_collections

@@ -1,4 +1,5 @@
 """Optax optimizers and learning-rate schedules from the config."""
+import jax
 import ml_collections
 import optax
 
@@ -35,6 +36,9 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int,
   gradients of ``k`` consecutive steps are averaged and applied as one update
   (``optax.MultiSteps``), so the effective batch is ``k`` times the batch size and the
   schedule counts updates (``total_steps / k``).
+
+  ``config.frozen`` (optional, default none): top-level parameter submodules (e.g.
+  ``("encoder", "posterior")``) whose updates are zero (``freeze``).
   """
   accumulate = config.accumulate_steps
   schedule = make_schedule(config, -(-total_steps // accumulate), learning_rate)
@@ -51,9 +55,28 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int,
     chain.append(optax.clip_by_global_norm(config.grad_clip_norm))
   if config.weight_decay > 0 and config.name != "adamw":
     chain.append(optax.add_decayed_weights(config.weight_decay))
-  optimizer = optax.chain(*chain, base)
+  optimizer = freeze(optax.chain(*chain, base), tuple(config.get("frozen", ())))
   if config.skip_nonfinite:  # skip updates with non-finite gradients, up to a limit in a row
     optimizer = optax.apply_if_finite(optimizer, config.max_consecutive_nonfinite)
   if accumulate > 1:
     optimizer = optax.MultiSteps(optimizer, every_k_schedule=accumulate)
   return optimizer
+
+
+def freeze(optimizer: optax.GradientTransformation,
+           frozen: tuple[str, ...]) -> optax.GradientTransformation:
+  """``optimizer`` for every parameter but those under the top-level submodules ``frozen``,
+  whose updates are zero and which keep no optimizer state (``optax.multi_transform``); a
+  name the parameters lack is a ConfigError when the optimizer first sees them."""
+  if not frozen:
+    return optimizer
+
+  def labels(params):
+    unknown = sorted(set(frozen) - set(params))
+    if unknown:
+      raise errors.ConfigError(f"optimizer.frozen names {unknown}, which the model's parameters "
+                               f"lack; its top-level submodules are {sorted(params)}")
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: "frozen" if path[0].key in frozen else "trained", params)
+
+  return optax.multi_transform({"trained": optimizer, "frozen": optax.set_to_zero()}, labels)

@@ -8,6 +8,8 @@ The decoder emits ``(..., H, W, C, P)`` parameters per pixel, where ``P`` is
 ``bernoulli`` is for binarized images; ``logistic`` (discretized logistic, as in
 PixelCNN++) and ``categorical`` (256-way softmax) are proper likelihoods for 8-bit
 grey levels ``x = k / 255``, so their nats are comparable with published numbers.
+``gaussian`` (mean and log-variance per input) is a density over continuous inputs, e.g.
+another model's latent codes (M1+M2, research/tasks/m1m2.py); its ``mean`` is not in [0, 1].
 """
 import math
 
@@ -16,7 +18,7 @@ import jax.numpy as jnp
 import optax
 
 NUM_LEVELS = 256
-OUTPUTS_PER_PIXEL = {"bernoulli": 1, "logistic": 2, "categorical": NUM_LEVELS}
+OUTPUTS_PER_PIXEL = {"bernoulli": 1, "logistic": 2, "categorical": NUM_LEVELS, "gaussian": 2}
 MIN_LOG_SCALE = -7.0
 
 
@@ -76,8 +78,24 @@ def categorical_mean(params: jnp.ndarray) -> jnp.ndarray:
   return jax.nn.softmax(params, axis=-1) @ levels
 
 
-NLL = {"bernoulli": bernoulli_nll, "logistic": logistic_nll, "categorical": categorical_nll}
-MEAN = {"bernoulli": bernoulli_mean, "logistic": logistic_mean, "categorical": categorical_mean}
+def gaussian_log_density(x: jnp.ndarray, mean: jnp.ndarray, log_var: jnp.ndarray) -> jnp.ndarray:
+  """log N(x; mean, exp(log_var)) of each element."""
+  return -0.5 * (math.log(2 * math.pi) + log_var + jnp.square(x - mean) * jnp.exp(-log_var))
+
+
+def gaussian_nll(params: jnp.ndarray, x: jnp.ndarray) -> jnp.ndarray:
+  """-log N(x; params[..., 0], exp(params[..., 1])) summed over the input's elements."""
+  return -_per_image(gaussian_log_density(x, params[..., 0], params[..., 1]), x)
+
+
+def gaussian_mean(params: jnp.ndarray) -> jnp.ndarray:
+  return params[..., 0]
+
+
+NLL = {"bernoulli": bernoulli_nll, "logistic": logistic_nll, "categorical": categorical_nll,
+       "gaussian": gaussian_nll}
+MEAN = {"bernoulli": bernoulli_mean, "logistic": logistic_mean, "categorical": categorical_mean,
+        "gaussian": gaussian_mean}
 
 
 def bits_per_dim(nats: jnp.ndarray, image_shape) -> jnp.ndarray:

@@ -63,9 +63,7 @@ def gaussian_kl(mean: jnp.ndarray, log_var: jnp.ndarray) -> jnp.ndarray:
   return 0.5 * (jnp.exp(log_var) + jnp.square(mean) - 1.0 - log_var)
 
 
-def gaussian_log_density(z: jnp.ndarray, mean: jnp.ndarray, log_var: jnp.ndarray) -> jnp.ndarray:
-  """log N(z; mean, exp(log_var)) of each dimension."""
-  return -0.5 * (math.log(2 * math.pi) + log_var + jnp.square(z - mean) * jnp.exp(-log_var))
+gaussian_log_density = likelihoods.gaussian_log_density  # of each dimension
 
 
 def gaussian_log_prob(z: jnp.ndarray, mean: jnp.ndarray, log_var: jnp.ndarray) -> jnp.ndarray:
@@ -177,10 +175,7 @@ class Task(base.BaseTask):
     task, require = config.task, errors.require
     require(task.likelihood in likelihoods.NLL, "task.likelihood", task.likelihood,
             f"one of {sorted(likelihoods.NLL)}")
-    binarized = "binarize" in config.data.preprocess
-    require(binarized == (task.likelihood == "bernoulli"), "task.likelihood", task.likelihood,
-            "bernoulli for binarized images (data.preprocess with binarize), logistic or "
-            "categorical for grey levels")
+    cls.validate_likelihood(config)
     require(task.objective in OBJECTIVES, "task.objective", task.objective,
             f"elbo or iwae, or a disentangling objective: {', '.join(BATCH_OBJECTIVES)}")
     if task.objective in BATCH_OBJECTIVES:
@@ -203,6 +198,16 @@ class Task(base.BaseTask):
     else:
       require(task.sample_class == -1, "task.sample_class", task.sample_class,
               "-1 for an unconditional model (model.num_classes=0)")
+
+  @classmethod
+  def validate_likelihood(cls, config):
+    """The likelihood fits the images: bernoulli for binarized ones, else grey levels."""
+    likelihood = config.task.likelihood
+    binarized = "binarize" in config.data.preprocess
+    errors.require(binarized == (likelihood == "bernoulli") and likelihood != "gaussian",
+                   "task.likelihood", likelihood,
+                   "bernoulli for binarized images (data.preprocess with binarize), logistic or "
+                   "categorical for grey levels")
 
   @classmethod
   def validate_batch_objective(cls, config):

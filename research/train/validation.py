@@ -59,6 +59,10 @@ def validate_numbers(config: ml_collections.ConfigDict) -> None:
     _require(0 <= opt[field] < 1, f"optimizer.{field}", opt[field], "in [0, 1)")
   _require(opt.accumulate_steps >= 1, "optimizer.accumulate_steps", opt.accumulate_steps,
            "a positive integer")
+  frozen = opt.get("frozen", ())
+  _require(isinstance(frozen, (tuple, list)) and all(isinstance(m, str) for m in frozen),
+           "optimizer.frozen", frozen, "a tuple of top-level submodule names (parameters "
+           "that stay as they are)")
 
 
 PRECISIONS = ("float32", "bfloat16")
