@@ -230,6 +230,14 @@ def one_class_images(arg: str | None, model: str, **defaults):
   return config, arg
 
 
+def study_arg(arg: str | None, allowed) -> str:
+  """A study config's ARG: one of ``allowed`` (a dict's keys), ``digits`` when absent."""
+  arg = arg or "digits"
+  if arg not in allowed:
+    raise ValueError(f"unknown config argument {arg!r}; allowed: {', '.join(allowed)}")
+  return arg
+
+
 def select_dataset(config: ml_collections.ConfigDict, name: str) -> str:
   """Sets ``config.data.name``; ``digits`` also shrinks the run to seconds: 30 epochs,
   eval batches of 200, logs every 50 steps, evaluations and checkpoints every 100, no

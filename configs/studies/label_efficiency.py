@@ -14,14 +14,14 @@ all: minutes, offline).
 import ml_collections
 from ml_collections import config_dict
 
+from configs import common
+
 DATASETS = {"mnist": ("mnist", "fashion_mnist"), "digits": ("digits",)}
 LABELS = {"mnist": (1, 3, 10, 30, 100, 600, 0), "digits": (1, 3, 10, 30, 0)}  # 0: all
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  arg = arg or "digits"
-  if arg not in DATASETS:
-    raise ValueError(f"unknown config argument {arg!r}; allowed: {', '.join(DATASETS)}")
+  arg = common.study_arg(arg, DATASETS)
   config = ml_collections.ConfigDict()
   config.study = "label_efficiency"  # research/studies/label_efficiency.py
   config.datasets = DATASETS[arg]

@@ -15,13 +15,13 @@ ARG: ``mnist`` (MNIST and Fashion-MNIST, prepared in the TFDS data dir) or ``dig
 import ml_collections
 from ml_collections import config_dict
 
+from configs import common
+
 DATASETS = {"mnist": ("mnist", "fashion_mnist"), "digits": ("digits",)}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  arg = arg or "digits"
-  if arg not in DATASETS:
-    raise ValueError(f"unknown config argument {arg!r}; allowed: {', '.join(DATASETS)}")
+  arg = common.study_arg(arg, DATASETS)
   config = ml_collections.ConfigDict()
   config.study = "one_class"  # research/studies/one_class.py
   config.datasets = DATASETS[arg]

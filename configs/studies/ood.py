@@ -21,6 +21,8 @@ digits against their flips and inverted digits: minutes, offline).
 import ml_collections
 from ml_collections import config_dict
 
+from configs import common
+
 TEST = lambda name: dict(data=dict(name=name, split="test"))  # noqa: E731
 FLIPS = dict(vflip=dict(data="test", preprocess="flip_vertical"),
              hflip=dict(data="test", preprocess="flip_horizontal"))
@@ -32,9 +34,7 @@ PAIRS = {
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  arg = arg or "digits"
-  if arg not in PAIRS:
-    raise ValueError(f"unknown config argument {arg!r}; allowed: {', '.join(PAIRS)}")
+  arg = common.study_arg(arg, PAIRS)
   config = ml_collections.ConfigDict()
   config.study = "ood"  # research/studies/ood.py
   # In-distribution dataset (each a config ARG) -> its OOD sets: NAME -> dict(data=a split

@@ -11,13 +11,13 @@ ARG: ``mnist`` (binarized MNIST, 20 epochs per run) or ``digits`` (bundled, offl
 import ml_collections
 from ml_collections import config_dict
 
+from configs import common
+
 DATASETS = {"mnist": ("mnist",), "digits": ("digits",)}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  arg = arg or "digits"
-  if arg not in DATASETS:
-    raise ValueError(f"unknown config argument {arg!r}; allowed: {', '.join(DATASETS)}")
+  arg = common.study_arg(arg, DATASETS)
   config = ml_collections.ConfigDict()
   config.study = "rate_distortion"  # research/studies/rate_distortion.py
   config.datasets = DATASETS[arg]

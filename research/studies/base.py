@@ -95,6 +95,13 @@ def study_config(name: str, arg: str, seed: int, data_dir: str | None = None,
   return config
 
 
+def drop_evals(config: ml_collections.ConfigDict, names) -> None:
+  """Deletes the evaluations ``names`` (those the config has) a study does not read."""
+  for name in names:
+    if name in config.evals:
+      del config.evals[name]
+
+
 def write_table(rows: list[dict], path_stem: str, float_format: str = "{:.4f}") -> None:
   """``rows`` as ``PATH_STEM.csv`` and a Markdown ``PATH_STEM.md``: the columns are every
   row's keys in the order they first appear, a row without a key leaves its cell empty."""

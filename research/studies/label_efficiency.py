@@ -53,9 +53,7 @@ class Study:
     arg = f"dataset={dataset},labels={labels}" if kind == "semi" else dataset
     config = base.study_config(name, arg, draw, c.data_dir, c.total_steps)
     config.gate = ""
-    for evaluation in UNREAD_EVALS:  # the study reads the test accuracy alone
-      if evaluation in config.evals:
-        del config.evals[evaluation]
+    base.drop_evals(config, UNREAD_EVALS)  # the study reads the test accuracy alone
     if kind == "semi":
       config.data.labelled_seed = draw
       return config

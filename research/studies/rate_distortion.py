@@ -34,9 +34,7 @@ class Study:
     config.task.beta = float(beta)
     config.task.kl_warmup_steps = 0
     config.gate = ""
-    for evaluation in UNREAD_EVALS:
-      if evaluation in config.evals:
-        del config.evals[evaluation]
+    base.drop_evals(config, UNREAD_EVALS)
     if c.num_epochs > 0 and c.total_steps <= 0:
       config.num_epochs = float(c.num_epochs)
     return config
