@@ -283,8 +283,7 @@ class Evaluator(base.Evaluator):
     out = base.gather(predict, state, batches, self.context.rng, name=f"{self.name} ({name})")
     scores = dict(out["scores"])
     if regret is not None:
-      batch_size = len(jax.tree.leaves(batches[0])[0])
-      subset = batches[:-(-self.option("regret_examples") // batch_size)]
+      subset = first_batches(batches, self.option("regret_examples"))
       scores["regret"] = base.gather(regret, state, subset, self.context.rng,
                                      name=f"{self.name} ({name}, regret)")["regret"]
     for feature, model in fitted.get("ocsvm", {}).items():
@@ -314,8 +313,7 @@ class Evaluator(base.Evaluator):
       fitted["mahalanobis"] = ood.fit_gaussian(train["features"], train["label"],
                                                int(train["label"].max()) + 1)
     if self.ocsvm:
-      batch_size = len(jax.tree.leaves(self.train_batches[0])[0])
-      subset = self.train_batches[:-(-self.option("ocsvm_examples") // batch_size)]
+      subset = first_batches(self.train_batches, self.option("ocsvm_examples"))
       train = base.gather(self.predict_ocsvm_train, state, subset, self.context.rng,
                           name=f"{self.name} (OC-SVM features)")
       examples = self.option("ocsvm_examples")
@@ -379,6 +377,12 @@ class Evaluator(base.Evaluator):
           in_batches.scores, out_batches.scores)["auroc"]
       scalars[f"{set_name}/typicality_tpr_{score}"] = float(out_batches.ood.mean())
     return scalars
+
+
+def first_batches(batches: list, examples: int) -> list:
+  """The first batches that hold at least ``examples`` examples (all of them if fewer)."""
+  batch_size = len(jax.tree.leaves(batches[0])[0])
+  return batches[:-(-examples // batch_size)]
 
 
 def write_scores(path: str, sets: dict[str, dict[str, np.ndarray]], names: tuple[str, ...]):

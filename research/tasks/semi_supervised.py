@@ -30,19 +30,20 @@ from research import errors
 from research.tasks import base, vae
 
 
-def labelled_only(values, labelled, mask=None, **_):
-  """A metric over the labelled rows (and, in evaluation, the real ones)."""
-  return {"values": values, "mask": labelled if mask is None else labelled & (mask > 0)}
+def labelled_average(output: str):
+  """The mean of ``output`` over the labelled rows (and, in evaluation, the real ones)."""
+  def values(labelled, mask=None, **outputs):
+    return {"values": outputs[output],
+            "mask": labelled if mask is None else labelled & (mask > 0)}
+
+  return metrics.Average.from_fun(values)
 
 
 class Task(vae.Task):
   metrics = {
       "neg_bound": metrics.Average.from_output("neg_bound"),
-      "cross_entropy": metrics.Average.from_fun(
-          lambda cross_entropy, labelled, mask=None, **_: labelled_only(cross_entropy, labelled,
-                                                                        mask)),
-      "accuracy": metrics.Average.from_fun(
-          lambda accuracy, labelled, mask=None, **_: labelled_only(accuracy, labelled, mask)),
+      "cross_entropy": labelled_average("cross_entropy"),
+      "accuracy": labelled_average("accuracy"),
   }
   capabilities = vae.Task.capabilities | {base.CLASSIFIER}
   predictions = vae.Task.predictions + ("logits", "probs", "features")
