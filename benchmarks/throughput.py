@@ -8,7 +8,8 @@ and feeds it the same calls as ``loop.train`` (the run's feed, ``research/data/f
 then reports:
 
 - examples/s: median (min-max) of ``--windows`` timed windows of about
-  ``--window_secs`` each, after a warm-up;
+  ``--window_secs`` each, after a warm-up; with vmapped replicas
+  (``--config.replicas.seeds=...``), of all replicas together;
 - compile: seconds to trace, lower and compile the train step (``jit.lower().compile()``,
   for a call of one step);
 - start-up: seconds from process start to the first train call (imports, data, init),
@@ -99,6 +100,12 @@ def unsplit_train_step(exp):
                                     exp.num_steps)
 
 
+def examples_per_step(exp) -> int:
+  """Training examples one step consumes: the batch, times the replicas when the config
+  trains vmapped replicas (``replicas.seeds``), each on its own batch."""
+  return exp.config.batch_size * exp.adaptor.count()
+
+
 def step_flops_and_compile_seconds(exp) -> tuple[float, float]:
   """XLA's FLOPs per example of one train step (over all devices), and the seconds to
   trace, lower and compile ``exp.train_step`` for a call of one step (with
@@ -111,14 +118,14 @@ def step_flops_and_compile_seconds(exp) -> tuple[float, float]:
     compiled = unsplit_train_step(exp).lower(exp.state, *inputs).compile()
   # The cost analysis of a step partitioned over the mesh is that of one partition.
   partitions = exp.mesh.size
-  return flops_of(compiled) * partitions / exp.config.batch_size, seconds
+  return flops_of(compiled) * partitions / examples_per_step(exp), seconds
 
 
 def timed_windows(exp, state, calls, window_secs: float, windows: int):
   """Examples/s of ``windows`` windows of whole calls, each about ``window_secs`` long."""
   import jax
   from research.core import dispatch
-  batch = exp.config.batch_size
+  batch = examples_per_step(exp)
 
   def run(num_calls):
     nonlocal state
@@ -202,7 +209,7 @@ def append_row(path: str, result: dict, command: str) -> None:
 
 def main(argv: list[str]) -> None:
   import launch
-  argv, run_name = launch.resolve_config_flag(argv)
+  argv, run_name, _ = launch.resolve_config_flag(argv)
   from absl import flags
   from ml_collections import config_flags
   config_flags.DEFINE_config_file("config", None, "Experiment config: NAME[:ARG] or a path.")
@@ -239,7 +246,8 @@ def main(argv: list[str]) -> None:
   median = statistics.median(rates)
   peaks = {dtype: statistics.median(rates_) for dtype, rates_ in matmul.items()}
   result = {
-      "config": run_name, "batch_size": config.batch_size, "steps_per_call": config.steps_per_call,
+      "config": run_name, "batch_size": config.batch_size, "replicas": exp.adaptor.count(),
+      "steps_per_call": config.steps_per_call,
       "precision": config.precision, "examples_per_s_median": round(median, 1),
       "examples_per_s_min": round(min(rates), 1), "examples_per_s_max": round(max(rates), 1),
       "windows": len(rates), "calls_per_window": calls_per_window,
