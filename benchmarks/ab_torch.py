@@ -1,6 +1,6 @@
 """The project's throughput beside the PyTorch yardstick, run alternately (A B A B ...).
 
-    TFDS_DATA_DIR=../shared/tfds python benchmarks/ab_torch.py --model=cnn [--pairs=3] [-- --config.x=...]
+    TFDS_DATA_DIR=DIR python benchmarks/ab_torch.py --model=cnn [--pairs=3] [-- --config.x=...]
 
 A is ``benchmarks/throughput.py`` on the yardstick config (``cnn`` or
 ``vae_yardstick``), B is ``torch_reference.py --model=MODEL`` (from ``--reference``,

@@ -1,6 +1,6 @@
 """Trains a config on real data and records its final metrics and wall time.
 
-    TFDS_DATA_DIR=../shared/tfds python benchmarks/quality.py --config=cnn [--config.x=...]
+    TFDS_DATA_DIR=DIR python benchmarks/quality.py --config=cnn [--config.x=...]
 
 Runs ``launch.py`` with the given arguments in a fresh workdir, then prints one
 Markdown row (config, key results, wall time from process start, peak RSS) and

@@ -1,6 +1,6 @@
 """Training throughput of any config, through the project's own train step.
 
-    TFDS_DATA_DIR=../shared/tfds python benchmarks/throughput.py --config=cnn [--config.x=...]
+    TFDS_DATA_DIR=DIR python benchmarks/throughput.py --config=cnn [--config.x=...]
 
 Builds the experiment exactly as ``launch.py`` does (``research.train.experiment.build``:
 real data, the jitted train step of ``research/core/step.py``, ``steps_per_call`` and all)

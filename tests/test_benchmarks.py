@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from benchmarks import matmul_only, nll_speed, throughput
+from benchmarks import matmul_only, nll_speed, replicas, throughput
 from tests.conftest import ROOT, stderr_summary
 
 A, B = jnp.ones((64, 32)), jnp.ones((32, 16))
@@ -88,3 +88,18 @@ def test_the_throughput_benchmark_runs(tmp_path, data_dir):
                          "--window_secs=0.05", f"--results={path}")
   assert result["examples_per_s_median"] > 0 and result["step_mflops_per_example"] > 0
   assert "logreg" in path.read_text().splitlines()[4]
+
+
+def test_the_replicas_benchmark_runs_both_arms(tmp_path, data_dir):
+  path = results_file(tmp_path, replicas.TABLE_HEADER)
+  proc = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "benchmarks", "replicas.py"), "--config=logreg:digits",
+       "--replicas=2", "--steps=10", f"--results={path}", "--",
+       f"--config.data.data_dir={data_dir}", "--config.data.cache_dir="],
+      capture_output=True, text=True, timeout=300, cwd=ROOT)
+  assert proc.returncode == 0, stderr_summary(proc.stderr)
+  result = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert result["replicas_s"] > 0 and result["separate_s"] > 0
+  assert result["replicas_examples_per_s"] == pytest.approx(
+      2 * 10 * result["batch_size"] / result["replicas_s"], rel=0.01)
+  assert "2 x 10" in path.read_text().splitlines()[4]
