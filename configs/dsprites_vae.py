@@ -1,6 +1,7 @@
 """python launch.py --config=dsprites_vae:beta_tcvae        # 300,000 steps: not yet measured
 python launch.py --config=dsprites_vae:dip_vae_i,small  # 5,000 steps: not yet measured
 python launch.py --config=dsprites_vae:objective=beta_vae,dataset=small --config.task.beta=8
+python launch.py --config=dsprites_vae:factor_vae,small  # 5,000 steps: not yet measured
 
 Disentangling VAEs on the generated dSprites-like sprites (research/data/dsprites_like.py,
 offline), the protocol of Locatello et al. (2019, disentanglement_lib): the convolutional
@@ -12,10 +13,13 @@ batches of 64, Adam at a constant 1e-4, 300,000 steps (``small``: 5,000). The on
 ARG: ``objective=`` beta_vae (default: the ELBO with beta = 4 on the KL, no warm-up),
 beta_tcvae (beta = 6 on the total correlation, minibatch-weighted sampling over N =
 ``task.dataset_size``, set here to the training split's size), dip_vae_i (lambda_od = 10,
-lambda_d = 10 lambda_od) or dip_vae_ii (lambda_od = 10, lambda_d = lambda_od); ``dataset=``
+lambda_d = 10 lambda_od), dip_vae_ii (lambda_od = 10, lambda_d = lambda_od) or factor_vae
+(Kim & Mnih 2018, research/tasks/factor_vae.py: gamma = 30 on the TC that a discriminator of
+six 1,000-unit layers estimates, trained with its own Adam at 1e-4, b1 0.5, b2 0.9, in
+``optimizer.groups.discriminator``); ``dataset=``
 dsprites_like (default, the full grid: 737,280 images, minutes to prepare, ~3 GB in memory)
 or dsprites_like/small (11,520; also ``small``). Each also as just the name. The defaults
-lie in disentanglement_lib's sweeps: beta 1-16, TC beta 1-10, lambda_od 1-50.
+lie in disentanglement_lib's sweeps: beta 1-16, TC beta 1-10, lambda_od 1-50, gamma 10-100.
 
 The final evaluation: test metrics (-ELBO, KL, the objective's ``loss`` and its TC or DIP
 penalty), the latents report (per-dimension KL, active units) and the ``disentanglement``
@@ -38,7 +42,11 @@ OBJECTIVES = {
     "beta_tcvae": dict(objective="beta_tcvae", beta=6.0),
     "dip_vae_i": dict(objective="dip_vae_i", lambda_od=10.0, lambda_d_factor=10.0),
     "dip_vae_ii": dict(objective="dip_vae_ii", lambda_od=10.0, lambda_d_factor=1.0),
+    "factor_vae": dict(name="factor_vae", objective="factor_vae", gamma=30.0,
+                       discriminator_hidden=(1000,) * 6),
 }
+# FactorVAE's discriminator: its own optimizer (disentanglement_lib's discriminator/Adam).
+DISCRIMINATOR_OPTIMIZER = dict(learning_rate=1e-4, b1=0.5, b2=0.9)
 NUM_IMAGES = {"dsprites_like": 737_280, "dsprites_like/small": 11_520}
 
 
@@ -63,6 +71,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   config.optimizer.learning_rate = 1e-4
   config.optimizer.schedule = "constant"
+  if arg.objective == "factor_vae":
+    config.optimizer.groups = ml_collections.ConfigDict(
+        {"discriminator": DISCRIMINATOR_OPTIMIZER})
 
   config.task.name = "vae"  # research/tasks/vae.py
   config.task.likelihood = "bernoulli"

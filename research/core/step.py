@@ -3,8 +3,9 @@
 A task supplies
   ``loss_fn(params, model_state, batch, rng, train) -> (loss, (outputs, new_model_state))``
 where ``outputs`` holds per-example arrays named like the task's metrics, plus a
-dict ``metrics`` of clu metric classes reading those outputs. Nothing here knows
-about devices, models or loops.
+dict ``metrics`` of clu metric classes reading those outputs, and ``auxiliary_losses``
+(``{}`` for most tasks): parameter groups, such as an adversary, trained on an output of
+their own in the same step. Nothing here knows about devices, models or loops.
 """
 from typing import Callable
 
@@ -90,6 +91,35 @@ def mixed_precision_loss(loss_fn, compute_dtype):
   return loss
 
 
+def with_auxiliary_losses(loss_fn, auxiliary_losses: dict[str, str]):
+  """``loss_fn`` whose gradient trains each top-level parameter group of
+  ``auxiliary_losses`` (``{group: output}``, e.g. an adversary's) on the batch mean of
+  ``loss_fn``'s per-example ``output`` alone, and every other parameter on the loss alone.
+
+  The loss is computed with the groups' parameters held fixed (``stop_gradient``), and each
+  group's output with all the other parameters held fixed, on the same batch and key (so
+  the same samples): one value-and-gradient gives both updates, as if each player took its
+  gradient step against the other's current parameters. Auxiliary evaluations leave the
+  model state as the loss left it; the value returned is the loss plus the groups' means, so
+  that the non-finite guard on ``loss`` watches all of them. None: ``loss_fn`` itself."""
+  if not auxiliary_losses:
+    return loss_fn
+
+  def held(params, trained) -> dict:
+    return {k: v if k in trained else jax.lax.stop_gradient(v) for k, v in params.items()}
+
+  def loss(params, model_state, batch, rng, train):
+    main = set(params) - set(auxiliary_losses)
+    value, (outputs, new_model_state) = loss_fn(held(params, main), model_state, batch, rng,
+                                                train)
+    for group, output in auxiliary_losses.items():
+      _, (group_outputs, _) = loss_fn(held(params, {group}), model_state, batch, rng, train)
+      value = value + jnp.mean(group_outputs[output])
+    return value, (outputs, new_model_state)
+
+  return loss
+
+
 def split_microbatches(tree, num: int):
   """Per-example arrays ``(B, ...)`` as ``num`` microbatches ``(num, B / num, ...)``;
   microbatch ``j`` holds examples ``j, j + num, j + 2 num, ...``, so when the batch is
@@ -142,10 +172,13 @@ def make_train_step(task, optimizer: optax.GradientTransformation, preprocess: P
   (e.g. ``jnp.bfloat16``) is the dtype of the forward and backward pass; parameters
   and optimizer state stay float32. ``microbatches > 1`` computes the gradient over that
   many equal parts of the batch in turn (``microbatched_value_and_grad``); preprocessing
-  and the update still see the whole batch.
+  and the update still see the whole batch. The task's ``auxiliary_losses`` (parameter
+  groups trained on an output of their own, ``with_auxiliary_losses``) are updated in the
+  same step, by the optimizer's group of the same name when it has one.
   """
   collection = train_metrics_collection(task.metrics, guards)
-  loss_fn = mixed_precision_loss(task.loss_fn, compute_dtype)
+  loss_fn = with_auxiliary_losses(mixed_precision_loss(task.loss_fn, compute_dtype),
+                                  task.auxiliary_losses)
   grad_fn = microbatched_value_and_grad(loss_fn, microbatches)
 
   def train_step(state: TrainState, batch: dict):

@@ -41,6 +41,10 @@ class Task(Protocol):
   metrics: ClassVar[dict]  # name -> clu metric class over the per-example ``outputs``
   capabilities: ClassVar[frozenset[str]]
   predictions: ClassVar[tuple[str, ...]]  # names of the batch-wise prediction methods
+  # Top-level parameter groups trained on a per-example output of ``loss_fn`` of their own
+  # instead of the loss, in the same train step (an adversary's): ``{group: output}``;
+  # research/core/step.py ``with_auxiliary_losses``. Most tasks: ``{}``.
+  auxiliary_losses: ClassVar[dict[str, str]]
 
   @classmethod
   def validate_config(cls, config: ml_collections.ConfigDict) -> None:
@@ -128,6 +132,7 @@ class BaseTask:
   metrics: ClassVar[dict] = {}
   capabilities: ClassVar[frozenset[str]] = frozenset()
   predictions: ClassVar[tuple[str, ...]] = ()
+  auxiliary_losses: ClassVar[dict[str, str]] = {}
   initializes: ClassVar[bool] = False  # True: ``initialize`` sets state from the data
 
   def __init__(self, config: ml_collections.ConfigDict):

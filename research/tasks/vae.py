@@ -138,6 +138,7 @@ class Task(base.BaseTask):
   capabilities = frozenset({base.GENERATIVE, base.LATENT, base.IMAGES})
   predictions = ("encode", "reconstruct", "elbo", "nll", "regret")
   task_collections = (WARMUP,)  # model_state the task keeps, which the model never sees
+  objectives, batch_objectives = OBJECTIVES, BATCH_OBJECTIVES  # a subclass may add its own
 
   def __init__(self, config):
     super().__init__(config)
@@ -176,9 +177,9 @@ class Task(base.BaseTask):
     require(task.likelihood in likelihoods.NLL, "task.likelihood", task.likelihood,
             f"one of {sorted(likelihoods.NLL)}")
     cls.validate_likelihood(config)
-    require(task.objective in OBJECTIVES, "task.objective", task.objective,
-            f"elbo or iwae, or a disentangling objective: {', '.join(BATCH_OBJECTIVES)}")
-    if task.objective in BATCH_OBJECTIVES:
+    require(task.objective in cls.objectives, "task.objective", task.objective,
+            f"elbo or iwae, or a disentangling objective: {', '.join(cls.batch_objectives)}")
+    if task.objective in cls.batch_objectives:
       cls.validate_batch_objective(config)
     require(task.num_samples >= 1, "task.num_samples", task.num_samples, "a positive integer")
     require(task.beta >= 0, "task.beta", task.beta, "zero or positive")
@@ -223,7 +224,7 @@ class Task(base.BaseTask):
       require(isinstance(size, int) and size >= config.batch_size, "task.dataset_size", size,
               "the training split's number of images (>= batch_size), which "
               "minibatch-weighted sampling needs")
-    else:
+    elif objective in ("dip_vae_i", "dip_vae_ii"):
       for name in ("lambda_od", "lambda_d_factor"):
         value = task.get(name, BATCH_DEFAULTS[name])
         require(value >= 0, f"task.{name}", value, "zero or positive")
@@ -287,8 +288,8 @@ class Task(base.BaseTask):
                "bits_per_dim": likelihoods.bits_per_dim(neg_elbo, self.image_shape)}
     if self.task.objective == "iwae":
       loss = jnp.mean(neg_bound)
-    elif self.task.objective in BATCH_OBJECTIVES:
-      penalty, terms = self.batch_penalty(z, mean, log_var)
+    elif self.task.objective in self.batch_objectives:
+      penalty, terms = self.batch_penalty(params, z, mean, log_var, rng)
       outputs.update(terms, loss=neg_elbo + penalty)
       loss = jnp.mean(outputs["loss"])
     else:
@@ -299,9 +300,10 @@ class Task(base.BaseTask):
       model_state = {**model_state, WARMUP: {"step": model_state[WARMUP]["step"] + 1}}
     return loss, (outputs, model_state)
 
-  def batch_penalty(self, z, mean, log_var) -> tuple[jnp.ndarray, dict]:
+  def batch_penalty(self, params, z, mean, log_var, rng) -> tuple[jnp.ndarray, dict]:
     """A disentangling objective's term added to each image's -ELBO, and its metrics, from
-    the batch's posteriors and samples z (num_samples, batch, latent_dim). beta_tcvae: (beta
+    the batch's posteriors and samples z (num_samples, batch, latent_dim) (``params`` and
+    the loss's key ``rng`` for a subclass's objective that needs them). beta_tcvae: (beta
     - 1) TC, the terms averaged over the k sample sets; DIP-VAE: the penalty, a batch scalar
     given to every image. (Evaluation batches are estimated the same way; a padded last
     batch's estimates include its padding.)"""

@@ -49,20 +49,45 @@ def validate_numbers(config: ml_collections.ConfigDict) -> None:
     _require(config[field] % devices == 0 and config[field] % processes == 0, field, config[field],
              f"a multiple of the {devices} device(s) and {processes} process(es)")
   opt = config.optimizer
-  _require(opt.learning_rate > 0, "optimizer.learning_rate", opt.learning_rate, "positive")
-  _require(opt.name in optim.OPTIMIZERS, "optimizer.name", opt.name, f"one of {optim.OPTIMIZERS}")
-  _require(opt.schedule in optim.SCHEDULES, "optimizer.schedule", opt.schedule,
-           f"one of {optim.SCHEDULES}")
-  for field in ("warmup_steps", "weight_decay", "grad_clip_norm"):
-    _require(opt[field] >= 0, f"optimizer.{field}", opt[field], "zero or positive")
-  for field in ("momentum", "b1", "b2"):
-    _require(0 <= opt[field] < 1, f"optimizer.{field}", opt[field], "in [0, 1)")
+  validate_optimizer_fields(opt, "optimizer")
   _require(opt.accumulate_steps >= 1, "optimizer.accumulate_steps", opt.accumulate_steps,
            "a positive integer")
   frozen = opt.get("frozen", ())
   _require(isinstance(frozen, (tuple, list)) and all(isinstance(m, str) for m in frozen),
            "optimizer.frozen", frozen, "a tuple of top-level submodule names (parameters "
            "that stay as they are)")
+  validate_optimizer_groups(opt, tuple(frozen))
+
+
+def validate_optimizer_fields(opt: ml_collections.ConfigDict, prefix: str) -> None:
+  """The fields of one optimizer (the main one or a parameter group's), named ``PREFIX.*``."""
+  _require(opt.learning_rate > 0, f"{prefix}.learning_rate", opt.learning_rate, "positive")
+  _require(opt.name in optim.OPTIMIZERS, f"{prefix}.name", opt.name,
+           f"one of {optim.OPTIMIZERS}")
+  _require(opt.schedule in optim.SCHEDULES, f"{prefix}.schedule", opt.schedule,
+           f"one of {optim.SCHEDULES}")
+  for field in ("warmup_steps", "weight_decay", "grad_clip_norm"):
+    _require(opt[field] >= 0, f"{prefix}.{field}", opt[field], "zero or positive")
+  for field in ("momentum", "b1", "b2"):
+    _require(0 <= opt[field] < 1, f"{prefix}.{field}", opt[field], "in [0, 1)")
+
+
+def validate_optimizer_groups(opt: ml_collections.ConfigDict, frozen: tuple[str, ...]) -> None:
+  """``optimizer.groups`` (optional): ``{submodule: {field: value}}``, each with fields of
+  ``optim.GROUP_FIELDS`` only, none frozen, and valid once the main optimizer's fill the rest."""
+  groups = opt.get("groups", {})
+  _require(isinstance(groups, (dict, ml_collections.ConfigDict)), "optimizer.groups", groups,
+           "a dict of top-level submodule names to their optimizer's fields")
+  for name, fields in groups.items():
+    prefix = f"optimizer.groups.{name}"
+    _require(isinstance(fields, (dict, ml_collections.ConfigDict)), prefix, fields,
+             f"a dict of optimizer fields among {optim.GROUP_FIELDS}")
+    unknown = sorted(set(fields) - set(optim.GROUP_FIELDS))
+    _require(not unknown, prefix, sorted(fields), f"a dict of optimizer fields among "
+             f"{optim.GROUP_FIELDS} (not {unknown})")
+    _require(name not in frozen, "optimizer.groups", sorted(groups),
+             f"free of the frozen submodules {frozen}")
+    validate_optimizer_fields(optim.group_config(opt, name), prefix)
 
 
 PRECISIONS = ("float32", "bfloat16")
