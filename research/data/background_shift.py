@@ -22,7 +22,9 @@ and the opacity keeps Fashion-MNIST items' inner texture.
 
 The TFDS builder ``background_shift`` has one config per source, background kind and rho,
 ``{mnist,fashion_mnist}_{colors,textures}_rho{99,999}`` (e.g.
-``background_shift/mnist_colors_rho99``), read from the prepared source in its own data dir.
+``background_shift/mnist_colors_rho99``), read from the prepared source in its own data dir,
+and ``digits28_{colors,textures}_rho{99,999}``, made offline from the bundled 8x8 digits
+blown up to 28x28 (research/data/digits.py: 1,197 train, 240 val, 360 test images).
 Splits: ``train`` (5/6 of the source's training images, biased), ``val`` (the other 1/6,
 biased as train: selecting models on it is honest, since nothing of the test distribution
 is seen) and ``test`` (the source's test images, unbiased). Features: ``image`` (28, 28, 3)
@@ -48,6 +50,7 @@ TEXTURE_LEVEL = 160  # grey level of a texture's "on" pixels (the rest black)
 UNBIASED_RHO = 0.1  # 1 / NUM_CLASSES: the background carries no information on the label
 TRAIN_FRACTION_NUMERATOR, TRAIN_FRACTION_DENOMINATOR = 5, 6
 SEED = 0  # the builder's seed
+SOURCES = ("mnist", "fashion_mnist", "digits28")  # digits28: bundled, the offline stand-in
 PERIOD = 12  # every texture repeats within 12 pixels: the random phase spans one period
 
 
@@ -158,7 +161,7 @@ def _configs() -> list[BackgroundShiftConfig]:
       name=f"{source}_{kind}_rho{str(rho)[2:]}", source=source, kind=kind, rho=rho,
       description=f"{source} on {kind} backgrounds, P(background = class's) = {rho} in "
                   f"train and val, 0.1 (independent) in test")
-          for source in ("mnist", "fashion_mnist") for kind in ("colors", "textures")
+          for source in SOURCES for kind in ("colors", "textures")
           for rho in (0.99, 0.999)]
 
 

@@ -52,6 +52,13 @@ def binarize(key: str = "image") -> Op:
       batch, key, lambda x: (jax.random.uniform(rng, x.shape) < x).astype(jnp.float32))
 
 
+@register("sum_channels")
+def sum_channels(key: str = "image") -> Op:
+  """(N, H, W, C) -> (N, H, W, 1), the sum over channels: e.g. Colored MNIST's grey-scale
+  model, which cannot see the colour (Arjovsky et al. 2019's oracle)."""
+  return lambda batch, rng: _map_key(batch, key, lambda x: jnp.sum(x, -1, keepdims=True))
+
+
 @register("random_shift")
 def random_shift(max_pixels: int, key: str = "image") -> Op:
   """Translates each image by up to ``max_pixels`` in each direction, filling with zeros

@@ -123,6 +123,18 @@ def enabled(config: ml_collections.ConfigDict) -> bool:
   return bool(config.get("type")) and (config.get("every_steps", 0) > 0 or config.get("final", True))
 
 
+def shifted(context: Context, shift: Callable) -> Context:
+  """The context whose preprocessing applies the op ``shift`` (research/data/preprocess.py)
+  to the raw batch, then the run's: an evaluation of a shifted copy of a split (a flip, a
+  corruption), its key folded from the batch's."""
+  run_preprocess = context.preprocess
+
+  def apply(batch, rng):
+    return run_preprocess(shift(batch, jax.random.fold_in(rng, 1)), rng)
+
+  return dataclasses.replace(context, preprocess=apply)
+
+
 def predictions_fn(context: Context, fns: dict[str, Callable], keep: tuple[str, ...] = ()):
   """A jitted ``(state, batch, rng) -> {name: fn(...)} | {feature: batch[feature]} | mask``
   over a masked batch: each ``fn(params, model_state, preprocessed_batch, rng)`` is a

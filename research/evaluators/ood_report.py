@@ -61,7 +61,6 @@ name), in the order of the splits. Fields:
     regret_examples   the examples of each set scored by the regret (it costs ~steps ELBOs)
 """
 import csv
-import dataclasses
 import os
 
 import jax
@@ -124,7 +123,7 @@ def uint8_images(images: np.ndarray) -> np.ndarray:
 
 class Evaluator(base.Evaluator):
   fields = {"ood_sets": None, "train_data": "train", "temperature": 1.0, "num_samples": 0,
-            "chunk": 50, "reference_data": "val", "accept": 0.95, "typicality_batch": 10,
+            "chunk": 10, "reference_data": "val", "accept": 0.95, "typicality_batch": 10,
             "regret_steps": 0, "regret_learning_rate": 0.02, "regret_fit_samples": 1,
             "regret_samples": 32, "regret_examples": 2000, "ocsvm": (),
             "ocsvm_examples": 10000, "ocsvm_components": 50, "ocsvm_nu": 0.1}
@@ -139,7 +138,7 @@ class Evaluator(base.Evaluator):
     self.regret = self.regret_fn(context) if self.option("regret_steps") else None
     self.ood = {}  # set name -> (predict, regret, batches)
     for set_name, spec in self.option("ood_sets").items():
-      shifted = self.shifted(preprocess_lib.parse(spec.get("preprocess", "")))
+      shifted = base.shifted(context, preprocess_lib.parse(spec.get("preprocess", "")))
       self.ood[set_name] = (base.predictions_fn(shifted, fns, keep),
                             self.regret_fn(shifted) if self.regret else None,
                             context.load(spec.data, any_labels=True))
@@ -155,15 +154,6 @@ class Evaluator(base.Evaluator):
       self.predict_ocsvm_train = base.predictions_fn(
           context, {k: v for k, v in fns.items() if k == "posterior_mean"},
           keep=("image",) if "pixels" in self.ocsvm else ())
-
-  def shifted(self, shift) -> base.Context:
-    """The context whose preprocessing applies ``shift`` to the raw batch, then the run's."""
-    run_preprocess = self.context.preprocess
-
-    def apply(batch, rng):
-      return run_preprocess(shift(batch, jax.random.fold_in(rng, 1)), rng)
-
-    return dataclasses.replace(self.context, preprocess=apply)
 
   def prediction_fns(self) -> tuple[dict, tuple[str, ...]]:
     """The jitted per-batch scores, and the batch features kept beside them: the image
@@ -241,7 +231,7 @@ class Evaluator(base.Evaluator):
     temperature = config.get("temperature", 1.0)
     require(isinstance(temperature, (int, float)) and temperature > 0,
             f"evals.{name}.temperature", temperature, "a positive number")
-    k, chunk = config.get("num_samples", 0), config.get("chunk", 50)
+    k, chunk = config.get("num_samples", 0), config.get("chunk", 10)
     require(isinstance(chunk, int) and chunk >= 1, f"evals.{name}.chunk", chunk,
             "a positive integer")
     require(isinstance(k, int) and k >= 0 and k % chunk == 0, f"evals.{name}.num_samples", k,

@@ -79,15 +79,27 @@ def execute(run: Run, workdir: str) -> RunResult:
   return RunResult(run, workdir, results, wall, reused=False)
 
 
+# Datasets whose model configs take another ARG: digits28 (the bundled digits blown up to
+# 28x28, research/data/digits.py) runs as the configs' quick ``digits`` runs do.
+CONFIG_ARGS = {"digits28": "digits"}
+
+
+def config_arg(dataset: str) -> str:
+  """The ARG of a model config (``--config=NAME:ARG``) for a run on ``dataset``."""
+  return CONFIG_ARGS.get(dataset, dataset)
+
+
 def study_config(name: str, arg: str, seed: int, data_dir: str | None = None,
-                 total_steps: int = -1) -> ml_collections.ConfigDict:
+                 total_steps: int = -1, num_epochs: float = -1) -> ml_collections.ConfigDict:
   """``configs/NAME.py``'s config for ``arg`` with the study's seed, data dir and (when
   ``total_steps`` > 0) a budget of that many steps, its logs, evaluations and checkpoints
-  no further apart."""
+  no further apart, else (when ``num_epochs`` > 0) that many epochs."""
   config = importlib.import_module(f"configs.{name}").get_config(arg)
   config.seed = seed
   if data_dir:
     config.data.data_dir = data_dir
+  if num_epochs > 0:
+    config.num_epochs = float(num_epochs)
   if total_steps > 0:
     config.total_steps = total_steps
     for field in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps"):
@@ -100,6 +112,16 @@ def drop_evals(config: ml_collections.ConfigDict, names) -> None:
   for name in names:
     if name in config.evals:
       del config.evals[name]
+
+
+def interval_columns(results: list[RunResult], columns: dict[str, str]) -> dict[str, float]:
+  """For each ``result key -> column`` of ``columns``: the column's mean over ``results``
+  (e.g. one config's seeds) and ``COLUMN_ci95``, its 95% interval's half-width
+  (``mean_and_interval``)."""
+  row = {}
+  for key, column in columns.items():
+    row[column], row[f"{column}_ci95"] = mean_and_interval([r.results[key] for r in results])
+  return row
 
 
 def write_table(rows: list[dict], path_stem: str, float_format: str = "{:.4f}") -> None:
