@@ -207,6 +207,21 @@ def append_row(path: str, result: dict, command: str) -> None:
     f.write("\n".join(lines) + "\n")
 
 
+def mfu_fields(spec: str, config, result: dict) -> dict:
+  """MFU of the run (``--peak_flops``: 'auto' or TFLOP/s per device; benchmarks/peak_flops.py):
+  XLA's FLOPs per example x examples/s over the devices' peak dense FLOP/s."""
+  import jax
+  from benchmarks import peak_flops
+  basis = peak_flops.basis(config.precision, config.get("matmul_precision", "default"),
+                           jax.default_backend())
+  peak, source = peak_flops.peak_tflops(spec, jax.devices()[0].device_kind, basis)
+  if peak is None:
+    return {"mfu": None, "mfu_basis": source}
+  achieved = result["examples_per_s_median"] * result["step_mflops_per_example"] * 1e6
+  return {"mfu": round(achieved / (peak * 1e12 * jax.device_count()), 5), "peak_tflops": peak,
+          "mfu_basis": source}
+
+
 def main(argv: list[str]) -> None:
   import launch
   argv, run_name, _ = launch.resolve_config_flag(argv)
@@ -217,7 +232,12 @@ def main(argv: list[str]) -> None:
   flags.DEFINE_float("window_secs", 2.0, "Approximate length of each window.")
   flags.DEFINE_string("results", os.path.join(ROOT, "benchmarks", "RESULTS.md"),
                       "Markdown file whose speed log gets a row; '' for none.")
+  flags.DEFINE_string("peak_flops", "", "MFU against a peak: 'auto' (by device kind, "
+                      "benchmarks/peak_flops.py), TFLOP/s per device, or '' for none.")
   launch.parse_flags(argv)
+  if flags.FLAGS.peak_flops:
+    from benchmarks import peak_flops
+    peak_flops.check_spec(flags.FLAGS.peak_flops)  # before the run, not after it
   from absl import logging
   logging.set_verbosity(logging.WARNING)
   import jax
@@ -263,6 +283,8 @@ def main(argv: list[str]) -> None:
          for dtype, peak in peaks.items() if dtype != "float32"},
       "load": load_average(), "machine": machine(), "versions": versions(),
   }
+  if flags.FLAGS.peak_flops:
+    result.update(mfu_fields(flags.FLAGS.peak_flops, config, result))
   print(json.dumps(result), flush=True)
   if flags.FLAGS.results:
     data_dir = os.environ.get("TFDS_DATA_DIR", "")

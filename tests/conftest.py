@@ -21,19 +21,27 @@ import pytest  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Where TensorFlow is not installed (benchmarks/device_check.sh on a GPU machine), the tests
+# read the digits from a TFDS data dir holding their prepared metadata and a split cache
+# holding their arrays (benchmarks/device_check.py install-data). Unset: the digits are
+# prepared in a fresh data dir per session and in-process runs read them through TFDS.
+PREPARED_DATA_DIR = os.environ.get("RESEARCH_TESTS_DATA_DIR", "")
+SPLIT_CACHE_DIR = os.environ.get("RESEARCH_TESTS_CACHE_DIR", "")
 
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory):
   """A TFDS data_dir holding only what the tests prepare (the bundled digits)."""
-  return str(tmp_path_factory.mktemp("tfds"))
+  return PREPARED_DATA_DIR or str(tmp_path_factory.mktemp("tfds"))
 
 
 def load_config(name: str, arg: str | None = "digits", data_dir: str | None = None, **overrides):
   """``configs/<name>.py``'s config for ``arg`` with a few fast-run settings and ``overrides``."""
   config = importlib.import_module(f"configs.{name}").get_config(arg)
   config.data.data_dir = data_dir
-  config.data.cache_dir = ""  # in-process runs read through TFDS (mock data must never be cached)
+  # "": in-process runs read through TFDS (mock data must never be cached; it has no info
+  # file to key an entry by, so even with a SPLIT_CACHE_DIR it is not).
+  config.data.cache_dir = SPLIT_CACHE_DIR
   config.total_steps = 20
   config.log_every_steps = 10
   config.eval_every_steps = 10
