@@ -393,7 +393,12 @@ NLL_SAMPLES = 500
 NLL_SAMPLES_DIGITS = 100
 
 
-def vae_evals(config: ml_collections.ConfigDict, dataset: str, chunk: int = 50) -> None:
+# Importance samples drawn at a time by the NLL evaluations: with 1,000-image evaluation batches,
+# 10 keeps each step's decoder output in the CPU's caches (benchmarks/RESULTS.md, IS NLL speed).
+NLL_CHUNK = 10
+
+
+def vae_evals(config: ml_collections.ConfigDict, dataset: str, chunk: int = NLL_CHUNK) -> None:
   """The VAE configs' evaluations: ``val`` metrics and ``images`` every eval_every_steps;
   at the end ``test`` metrics, the test ``nll`` by importance sampling (NLL_SAMPLES per
   image, ``chunk`` at a time; NLL_SAMPLES_DIGITS on digits) and the ``latents`` report

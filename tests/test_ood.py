@@ -332,6 +332,6 @@ def test_ood_report_rejects_bad_fields_in_one_line():
   with pytest.raises(errors.ConfigError, match="unknown preprocessing op 'flip_sideways'"):
     ood_report.Evaluator.validate("ood", config, classification.Task)
   config.ood_sets.flipped = dict(data="test", preprocess="flip_horizontal")
-  config.num_samples = 30
-  with pytest.raises(errors.ConfigError, match=r"evals.ood.num_samples=30 is not allowed"):
+  config.num_samples = 25
+  with pytest.raises(errors.ConfigError, match=r"evals.ood.num_samples=25 is not allowed"):
     ood_report.Evaluator.validate("ood", config, vae.Task)

@@ -54,7 +54,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.background_rate = 0.2  # the background's pixel replacement rate (Ren et al.: 0.1-0.2)
   config.vae_epochs = -1  # > 0: the VAEs train this many epochs, else configs/vae.py's 50
   config.num_samples = 100  # importance samples of the nll scores (0: -ELBO only)
-  config.chunk = 50
+  config.chunk = common.NLL_CHUNK
   config.typicality_batch = 10  # M of the typicality test
   # The tables' threshold chosen without OOD data: it accepts this fraction of each run's
   # validation split (its reference scores); the table reports the OOD recall there.

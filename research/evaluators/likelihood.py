@@ -11,7 +11,7 @@ from research.tasks import base as tasks_base, likelihoods
 
 class Evaluator(base.Evaluator):
   requires = frozenset({tasks_base.LATENT})
-  fields = {"num_samples": 5000, "chunk": 50}
+  fields = {"num_samples": 5000, "chunk": 10}
 
   def __init__(self, name, config, context):
     super().__init__(name, config, context)
@@ -22,7 +22,7 @@ class Evaluator(base.Evaluator):
   @classmethod
   def validate(cls, name, config, task_cls):
     super().validate(name, config, task_cls)
-    k, chunk = config.get("num_samples", 5000), config.get("chunk", 50)
+    k, chunk = config.get("num_samples", 5000), config.get("chunk", 10)
     errors.require(isinstance(chunk, int) and chunk >= 1, f"evals.{name}.chunk", chunk,
                    "a positive integer")
     errors.require(isinstance(k, int) and k >= 0 and k % chunk == 0, f"evals.{name}.num_samples",
