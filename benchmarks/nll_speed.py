@@ -103,16 +103,7 @@ def append_row(path: str, result: dict, command: str) -> None:
          f"{r['matmul_only_fraction']:.0%} | {r['products_gflops']:.0f} of "
          f"{r['matmul_2048_gflops']:.0f} GFLOP/s | {r['load']} | {r['machine']}; "
          f"{r['versions']} |")
-  lines = open(path).read().splitlines()
-  at = next((i for i, line in enumerate(lines) if line.startswith(TABLE_HEADER)), None)
-  if at is None:
-    raise SystemExit(f"no IS NLL speed table (header starting {TABLE_HEADER!r}) in {path}")
-  end = at + 1
-  while end + 1 < len(lines) and lines[end + 1].startswith("|"):
-    end += 1
-  lines.insert(end + 1, row)
-  with open(path, "w") as f:
-    f.write("\n".join(lines) + "\n")
+  throughput.insert_row(path, TABLE_HEADER, row, "IS NLL speed")
 
 
 def main(argv: list[str]) -> None:

@@ -29,6 +29,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
+
+from benchmarks import throughput  # noqa: E402
+
 TABLE_HEADER = "| date | command | replicas x steps | A: replicas, s (ex/s) |"
 
 
@@ -71,16 +74,7 @@ def append_row(path: str, result: dict, command: str) -> None:
          f"{r['separate_s']:.1f} ({r['separate_examples_per_s']:,.0f}) | "
          f"{r['speedup_median']:.2f}x ({', '.join(f'{x:.2f}' for x in r['speedups'])}) | "
          f"{r['load']} | {r['machine']} |")
-  lines = open(path).read().splitlines()
-  at = next((i for i, line in enumerate(lines) if line.startswith(TABLE_HEADER)), None)
-  if at is None:
-    raise SystemExit(f"no replicas table (header starting {TABLE_HEADER!r}) in {path}")
-  end = at + 1
-  while end + 1 < len(lines) and lines[end + 1].startswith("|"):
-    end += 1
-  lines.insert(end + 1, row)
-  with open(path, "w") as f:
-    f.write("\n".join(lines) + "\n")
+  throughput.insert_row(path, TABLE_HEADER, row, "replicas")
 
 
 def main(argv: list[str]) -> None:
@@ -102,7 +96,6 @@ def main(argv: list[str]) -> None:
   replicas_s = statistics.median(a for a, _ in pairs)
   separate_s = statistics.median(b for _, b in pairs)
   speedups = [b / a for a, b in pairs]
-  from benchmarks import throughput
   result = {
       "config": args.config, "replicas": args.replicas, "steps": args.steps,
       "batch_size": batch, "replicas_s": round(replicas_s, 1), "separate_s": round(separate_s, 1),

@@ -195,10 +195,16 @@ def append_row(path: str, result: dict, command: str) -> None:
          f"({r['step_mflops_per_example']:.1f} MFLOP/ex) | {r['compile_s']:.2f} s | "
          f"{r['startup_s']:.1f} s / {r['first_step_done_s']:.1f} s | "
          f"{r['peak_rss_mb'] / 1024:.2f} GB | {r['load']} | {r['machine']}; {r['versions']} |")
+  insert_row(path, SPEED_LOG_HEADER, row, "speed log")
+
+
+def insert_row(path: str, header: str, row: str, table: str) -> None:
+  """Appends ``row`` to the Markdown table of ``path`` whose header line starts with
+  ``header`` (the benchmarks' logs in RESULTS.md); a missing table stops the script."""
   lines = open(path).read().splitlines()
-  if SPEED_LOG_HEADER not in "\n".join(lines):
-    raise SystemExit(f"no speed log table (header starting {SPEED_LOG_HEADER!r}) in {path}")
-  at = next(i for i, line in enumerate(lines) if line.startswith(SPEED_LOG_HEADER))
+  at = next((i for i, line in enumerate(lines) if line.startswith(header)), None)
+  if at is None:
+    raise SystemExit(f"no {table} table (header starting {header!r}) in {path}")
   end = at
   while end + 1 < len(lines) and lines[end + 1].startswith("|"):
     end += 1
