@@ -77,7 +77,7 @@ def test_the_nll_benchmark_reports_its_matmul_only_fraction(tmp_path, data_dir):
   assert result["images"] == 200 and result["split_images"] == 360
   assert 0 < result["matmul_only_s"] and 0 < result["matmul_only_fraction"]
   np.testing.assert_allclose(result["split_seconds_estimate"], result["seconds"] * 360 / 200,
-                             rtol=0.02, atol=0.05)  # both rounded to hundredths
+                             rtol=0.02, atol=0.1)  # the estimate rounded to tenths
   lines = path.read_text().splitlines()
   assert lines[4].startswith("| ") and "200 x 20" in lines[4] and lines[-1] == "after"
 
