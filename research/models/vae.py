@@ -28,6 +28,11 @@ def split_posterior(h: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
   return mean, log_var
 
 
+def gaussian_sample(mean: jnp.ndarray, log_var: jnp.ndarray, eps: jnp.ndarray) -> jnp.ndarray:
+  """The reparameterised draw mean + exp(log_var / 2) * eps of standard normal noise eps."""
+  return mean + jnp.exp(0.5 * log_var) * eps
+
+
 def example_condition(x: jnp.ndarray, num_classes: int) -> jnp.ndarray | None:
   """A placeholder condition for initialization (class 0), or None when unconditional."""
   return jnp.zeros((x.shape[0], num_classes), x.dtype).at[:, 0].set(1) if num_classes else None

@@ -45,6 +45,7 @@ from clu import metrics
 
 from research import errors
 from research.evaluation import generative, images as images_lib, likelihood
+from research.models import vae as vae_model
 from research.tasks import base, likelihoods
 
 NUM_IMAGES = 64  # images per summary grid
@@ -113,7 +114,7 @@ def dip_penalty(covariance, lambda_od: float, lambda_d: float) -> jnp.ndarray:
 def reparameterize(rng, mean, log_var, num_samples: int) -> jnp.ndarray:
   """``num_samples`` draws of z ~ q(z|x), shaped (num_samples,) + mean.shape."""
   eps = jax.random.normal(rng, (num_samples,) + mean.shape, mean.dtype)
-  return mean + jnp.exp(0.5 * log_var) * eps
+  return vae_model.gaussian_sample(mean, log_var, eps)
 
 
 def kl_weight(beta: float, warmup_steps: int, step) -> jnp.ndarray:
@@ -121,6 +122,20 @@ def kl_weight(beta: float, warmup_steps: int, step) -> jnp.ndarray:
   if warmup_steps <= 0:
     return jnp.asarray(beta, jnp.float32)
   return beta * jnp.minimum(1.0, step.astype(jnp.float32) / warmup_steps)
+
+
+def reconstructed_images(x: jnp.ndarray) -> int:
+  """How many of the batch ``x`` the ``reconstructions`` grid shows: whole rows of
+  ``COLUMNS``, at most half of NUM_IMAGES (the other half are their reconstructions)."""
+  return min(NUM_IMAGES // 2, x.shape[0] // COLUMNS * COLUMNS)
+
+
+def reconstruction_grid(x: jnp.ndarray, recon: jnp.ndarray) -> jnp.ndarray:
+  """The first ``len(recon)`` images of ``x`` and their reconstructions ``recon``, as a grid
+  of ``COLUMNS`` a row: each row of inputs followed by the row of their reconstructions."""
+  rows = lambda images: images.reshape((-1, COLUMNS) + x.shape[1:])  # noqa: E731
+  pairs = jnp.stack([rows(x[:len(recon)]), rows(recon)], axis=1)
+  return pairs.reshape((-1,) + x.shape[1:])
 
 
 class Task(base.BaseTask):
@@ -282,20 +297,31 @@ class Task(base.BaseTask):
     z = reparameterize(z_rng, mean, log_var, self.task.num_samples)
     recon_nll, log_w = self.sample_log_weights(params, model_state, x, condition, mean, log_var,
                                                z, dropout_rng, train)
-    recon_nll, kl = recon_nll.mean(0), gaussian_kl(mean, log_var).sum(-1)
-    neg_elbo, neg_bound = recon_nll + kl, -likelihood.log_mean_exp(log_w)
-    outputs = {"neg_elbo": neg_elbo, "recon_nll": recon_nll, "kl": kl, "neg_bound": neg_bound,
-               "bits_per_dim": likelihoods.bits_per_dim(neg_elbo, self.image_shape)}
-    if self.task.objective == "iwae":
-      loss = jnp.mean(neg_bound)
-    elif self.task.objective in self.batch_objectives:
+    outputs = self.bound_outputs(recon_nll.mean(0), gaussian_kl(mean, log_var).sum(-1), log_w)
+    if self.task.objective in self.batch_objectives:
       penalty, terms = self.batch_penalty(params, z, mean, log_var, rng)
-      outputs.update(terms, loss=neg_elbo + penalty)
+      outputs.update(terms, loss=outputs["neg_elbo"] + penalty)
+    return self.objective_loss(outputs, model_state, train)
+
+  def bound_outputs(self, recon_nll, kl, log_w) -> dict:
+    """The metrics' per-image outputs from the bound's terms: ``recon_nll`` and ``kl``
+    (batch,), each averaged over the samples, and the log weights ``log_w`` (k, batch)."""
+    neg_elbo = recon_nll + kl
+    return {"neg_elbo": neg_elbo, "recon_nll": recon_nll, "kl": kl,
+            "neg_bound": -likelihood.log_mean_exp(log_w),
+            "bits_per_dim": likelihoods.bits_per_dim(neg_elbo, self.image_shape)}
+
+  def objective_loss(self, outputs: dict, model_state, train: bool):
+    """``loss_fn``'s result from ``bound_outputs`` (with a disentangling objective's
+    ``loss``): the objective's batch mean, and the warm-up's step counted in training."""
+    if self.task.objective == "iwae":
+      loss = jnp.mean(outputs["neg_bound"])
+    elif self.task.objective in self.batch_objectives:
       loss = jnp.mean(outputs["loss"])
     else:
       step = model_state[WARMUP]["step"] if WARMUP in model_state else None
       beta = kl_weight(self.task.beta, self.task.kl_warmup_steps, step)
-      loss = jnp.mean(recon_nll + beta * kl)
+      loss = jnp.mean(outputs["recon_nll"] + beta * outputs["kl"])
     if train and WARMUP in model_state:
       model_state = {**model_state, WARMUP: {"step": model_state[WARMUP]["step"] + 1}}
     return loss, (outputs, model_state)
@@ -318,13 +344,19 @@ class Task(base.BaseTask):
     dip = jnp.broadcast_to(dip, mean.shape[:1])
     return dip, {"dip": dip}
 
+  def importance_log_weights(self, params, model_state, x, condition,
+                             rng) -> likelihood.LogWeightsFn:
+    """``(key, n) -> log weights (n, batch)`` of n fresh samples of the proposal q(z|x),
+    encoded once here (``rng``: the encoder's key)."""
+    mean, log_var = self._apply(params, model_state, "encode", x, condition, rng=rng)
+    return lambda key, n: self.log_weights(  # noqa: E731
+        params, model_state, x, condition, mean, log_var, key, n)[1]
+
   def test_log_likelihood(self, params, model_state, batch, rng, num_samples: int, chunk: int):
     """log p(x) per image by importance sampling with q(z|x) as the proposal."""
     x, condition = batch["image"], self.condition(batch)
     encode_rng, sample_rng = jax.random.split(rng)
-    mean, log_var = self._apply(params, model_state, "encode", x, condition, rng=encode_rng)
-    log_weights_fn = lambda key, n: self.log_weights(  # noqa: E731
-        params, model_state, x, condition, mean, log_var, key, n)[1]
+    log_weights_fn = self.importance_log_weights(params, model_state, x, condition, encode_rng)
     return likelihood.importance_sampled_log_likelihood(
         log_weights_fn, sample_rng, num_samples, chunk)
 
@@ -408,13 +440,11 @@ class Task(base.BaseTask):
     x, condition = batch["image"], self.condition(batch)
     mean, _ = self._apply(params, model_state, "encode", x, condition, rng=rng)
     decode = lambda z, c: self.decode_mean(params, model_state, z, c, rng)  # noqa: E731
-    half = min(NUM_IMAGES // 2, x.shape[0] // COLUMNS * COLUMNS)  # whole rows
+    half = reconstructed_images(x)
     recon = decode(mean[:half], None if condition is None else condition[:half])
-    pairs = jnp.stack([x[:half].reshape((-1, COLUMNS) + x.shape[1:]),  # a row of inputs, then
-                       recon.reshape((-1, COLUMNS) + x.shape[1:])], axis=1)  # their reconstructions
     num_samples = self.num_summary_samples()
     grids = {
-        "reconstructions": pairs.reshape((-1,) + x.shape[1:]),
+        "reconstructions": reconstruction_grid(x, recon),
         "samples": decode(jax.random.normal(rng, (num_samples, mean.shape[-1])),
                           self.sample_condition(num_samples, -1)),
     }
