@@ -1,6 +1,6 @@
 """The three ways training data reaches the train step, behind one interface.
 
-    feed = feeds.make(train_batches, mesh, steps_per_call, replica_seeds)
+    feed = feeds.make(train_batches, mesh, steps_per_call, replica_batches)
     step_fn = jax.jit(feed.wrap(train_step), in_shardings=(state_sharding, *feed.in_shardings))
     for step, inputs in feed.calls(start, end):
       state, metrics = step_fn(state, *inputs)     # the state reaches ``step``
@@ -9,8 +9,8 @@
   mesh's data axis (prefetched, so copies overlap compute);
 - ``DeviceResident``: the training split lives on the devices, and each call runs
   ``steps_per_call`` steps (``lax.scan``) on the examples it gathers by index;
-- ``ReplicaBatches``: a batch per vmapped replica (each with its own data order), stacked
-  on a leading replica axis.
+- ``ReplicaBatches``: a batch per vmapped replica (each with its own data order, and
+  possibly its own training split), stacked on a leading replica axis.
 
 Whichever it is, the examples of step ``s`` are ``TrainBatches(seed).indices(s)``, so the
 paths give the same runs and resume exactly.
@@ -83,9 +83,10 @@ class DeviceResident:
 
 
 class ReplicaBatches(HostBatches):
-  def __init__(self, train: pipeline.TrainBatches, mesh: jax.sharding.Mesh,
-               seeds: tuple[int, ...]):
-    self.replicas = [train.with_seed(seed) for seed in seeds]
+  """``replicas``: each replica's TrainBatches (its seed; its split), of one batch size."""
+
+  def __init__(self, replicas: list[pipeline.TrainBatches], mesh: jax.sharding.Mesh):
+    self.replicas = replicas
     self.train = self.replicas[0]
     self.in_shardings = (indices_sharding(mesh),)
 
@@ -95,11 +96,11 @@ class ReplicaBatches(HostBatches):
 
 
 def make(train: pipeline.TrainBatches, mesh: jax.sharding.Mesh, steps_per_call: int = 1,
-         replica_seeds: tuple[int, ...] | None = None):
-  """The feed for a run: replicas' batches, the device-resident split (``steps_per_call >
-  1``), or host batches."""
-  if replica_seeds is not None:
-    return ReplicaBatches(train, mesh, replica_seeds)
+         replica_batches: list[pipeline.TrainBatches] | None = None):
+  """The feed for a run: replicas' batches (``replica_batches``: each replica's), the
+  device-resident split (``steps_per_call > 1``), or host batches."""
+  if replica_batches is not None:
+    return ReplicaBatches(replica_batches, mesh)
   if steps_per_call > 1:
     return DeviceResident(train, mesh, steps_per_call)
   return HostBatches(train, mesh)

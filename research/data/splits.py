@@ -17,7 +17,9 @@ untouched.
 
 With ``config.data.train_labels`` (class ids, e.g. ``(0,)``), ``train`` and ``val`` keep only
 the rows of those classes (one-class training; the tokenizer or tabular fit sees them alone);
-``test`` and other datasets keep every row.
+``test`` and other datasets keep every row. ``RunData.with_train_labels`` is the same data
+with other such classes (a replica's, research/train/replicas.py), sharing what they read
+alike: the raw splits, and the splits the classes do not filter.
 
 With ``config.data.labelled_per_class = N > 0`` (semi-supervised learning), the run's
 ``train`` keeps the labels of a balanced subset, N examples of each class drawn without
@@ -193,7 +195,23 @@ class RunData:
     self.trained_spec, self.num_classes = trained_spec, num_classes
     self._arrays, self._batches, self._encode = {}, {}, None
     self._fold_source = None  # with folds: (the raw train split, each fold part's rows)
+    self._raw = None  # raw splits by ``_key(spec, raw=True)``: kept once views share them
     self.labelled = None  # semi-supervised: the rows of the train split that keep their label
+
+  def with_train_labels(self, labels) -> "RunData":
+    """This data as a run with ``data.train_labels=labels`` reads it: its ``train`` and
+    ``val`` keep those classes. It shares this one's caches, so each raw split is read once
+    and the splits that the classes do not filter (``test``, other datasets) are the same
+    arrays and device batches."""
+    config = self.config.copy_and_resolve_references()
+    with config.unlocked():
+      config.train_labels = tuple(labels)
+    view = RunData(config, self.workdir, self.eval_batch_size, self.trained_spec,
+                   self.num_classes)
+    if self._raw is None:
+      self._raw = {}
+    view._arrays, view._batches, view._raw = self._arrays, self._batches, self._raw
+    return view
 
   def resolve(self, spec) -> tuple[ml_collections.ConfigDict, str, str]:
     """``(data config, split, field naming the split)`` of a spec."""
@@ -220,15 +238,34 @@ class RunData:
     fold = f" (fold {self.config.folds.fold}'s {spec} part)" if self._folded(spec) else ""
     return f"data.{field}={split!r}{fold} of {config.name!r}"
 
-  def _key(self, spec) -> str:
+  def _key(self, spec, raw: bool = False) -> str:
+    """What identifies the arrays of ``spec`` (``raw``: its rows before ``train_labels``
+    filter them): the data fields, less ``train_labels`` where they filter nothing, the
+    split and the fold."""
     config, split, _ = self.resolve(spec)
+    fields = json.loads(config.to_json_best_effort())
+    if raw or not self._keeps_train_labels(spec):
+      fields.pop("train_labels", None)
     fold = spec if self._folded(spec) else None
-    return json.dumps([json.loads(config.to_json_best_effort()), split, fold], sort_keys=True)
+    return json.dumps([fields, split, fold], sort_keys=True)
 
   def _folded(self, spec) -> bool:
     return isinstance(spec, str) and spec in ("train", "val") and uses_folds(self.config)
 
+  def _keeps_train_labels(self, spec) -> bool:
+    """Whether ``spec`` keeps only the rows of ``train_labels``: the run's train and val."""
+    return isinstance(spec, str) and spec != "test" and bool(self.config.get("train_labels"))
+
   def _load(self, spec) -> dict:
+    """The raw split of ``spec`` (read once where views share it, ``with_train_labels``)."""
+    if self._raw is None:
+      return self._read(spec)
+    key = self._key(spec, raw=True)
+    if key not in self._raw:
+      self._raw[key] = self._read(spec)
+    return self._raw[key]
+
+  def _read(self, spec) -> dict:
     """The raw split of ``spec``; with folds, the fold's rows of the train split (read once)."""
     if not self._folded(spec):
       config, split, field = self.resolve(spec)
@@ -250,7 +287,7 @@ class RunData:
     key = self._key(spec)
     if key not in self._arrays:
       raw = self._load(spec)
-      if isinstance(spec, str) and spec != "test" and self.config.get("train_labels"):
+      if self._keeps_train_labels(spec):
         raw = only_labels(raw, self.config.train_labels)  # one-class training
       if spec == "train" and labelled_per_class(self.config):
         self.labelled = labelled_rows(raw["label"], labelled_per_class(self.config),

@@ -1,8 +1,8 @@
-"""How well a one-class model's anomaly score separates the normal classes (the run's
-``data.train_labels``) from every other class of a dataset (its test split, by default):
-``auroc`` (ROC AUC, normal = negative, higher score = anomalous; 0.5 is chance), one
-``auroc_label_K`` for each other class K alone, and the mean score of each class in
-``WORKDIR/reports/PREFIX_scores.csv``."""
+"""How well a one-class model's anomaly score separates the normal classes (the classes it
+trained on: the run's ``data.train_labels``, or its replica's ``replicas.train_labels``) from
+every other class of a dataset (its test split, by default): ``auroc`` (ROC AUC, normal =
+negative, higher score = anomalous; 0.5 is chance), one ``auroc_label_K`` for each other
+class K alone, and the mean score of each class in ``WORKDIR/reports/PREFIX_scores.csv``."""
 import csv
 import os
 
@@ -41,7 +41,7 @@ class Evaluator(base.Evaluator):
 
   def run(self, state, step, scope):
     out = base.gather(self.predict, state, self.batches, self.context.rng)
-    normal = tuple(self.task.config.data.get("train_labels") or ())
+    normal = self.context.train_labels
     scalars = report(out["score"], out["label"], normal)
     directory = self.context.report_dir(scope)
     if directory is not None:

@@ -24,7 +24,9 @@ before training (its data is loaded then, so missing data fails fast), and
 ``run(state, step, scope)`` returns an ``Output``: scalars (logged as ``prefix/name``) and
 image grids (written to TensorBoard and ``WORKDIR/images``); it writes its own files
 (CSV, PNG) under ``context.report_dir(scope)``. ``scope`` is ``""``, or ``replica_I`` when
-the run trains vmapped replicas (each replica is evaluated on its own).
+the run trains vmapped replicas (each replica is evaluated on its own; replicas with their
+own training classes, ``replicas.train_labels``, have an evaluator each, whose context
+loads that replica's splits and names its classes, ``context.train_labels``).
 """
 import dataclasses
 import os
@@ -61,6 +63,9 @@ class Context:
   load: Callable
   replicated: jax.sharding.Sharding
   batch_sharding: jax.sharding.Sharding
+  # the classes the evaluated model trained on: data.train_labels, or its replica's
+  # (replicas.train_labels); (): every class
+  train_labels: tuple[int, ...] = ()
 
   def report_dir(self, scope: str) -> str | None:
     """Where evaluators write files: ``WORKDIR/reports[/replica_I]``; None on processes

@@ -12,6 +12,15 @@ Families (``config.families``), each a config trained per class and seed:
 and ``ocsvm`` (``config.ocsvm``): scikit-learn's OneClassSVM on PCA features of the
 pixels (research/evaluation/one_class.py), deterministic, so fitted once per class.
 
+With ``config.class_replicas``, a family trains its classes of a dataset and seed as one run
+of vmapped replicas (``replicas.train_labels``: replica i trains on ``classes[i]`` and its
+``anomaly_report`` takes that class as normal; research/train/replicas.py) instead of a run
+per class: the same models to float rounding, one compiled step and one start-up. Deep SVDD
+keeps a run per class (``SEPARATE``); its warm start reads its class's replica of the
+autoencoder run (``init_from.replica``). The replicas share one step count, so a family
+whose config trains ``num_epochs`` (the classes differ in size) needs the study's
+``total_steps``.
+
 Outputs in the study directory:
 
   one_class.csv / .md   per dataset and family: the mean AUROC over classes (its 95%
@@ -33,13 +42,19 @@ import numpy as np
 
 from research.data import pipeline, preprocess, splits
 from research.evaluation import one_class as one_class_lib
+from research import errors
 from research.evaluators import anomaly_report
 from research.studies import base
+from research.train import replicas
 
 PRETRAINED = "deep_svdd"  # the family whose encoder starts from the autoencoder's
 PRETRAINING = "autoencoder"
 OCSVM = "ocsvm"
 AUROC = "test/auroc"  # anomaly_report's result
+# Families that train a run per class even with class_replicas: Deep SVDD's warm start and
+# its centre (the mean embedding of its class) are set up for a single run
+# (research/train/warm_start.py).
+SEPARATE = (PRETRAINED,)
 
 ANCHORS = {  # (dataset, family) -> (mean AUROC over classes, source)
     ("mnist", "deep_svdd"): (0.938, "Ruff 2018, official implementation's per-class results"),
@@ -52,19 +67,42 @@ class Study:
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
 
+  def replicated(self, family: str) -> bool:
+    """Whether ``family`` trains its classes as one run of replicas (``class_replicas``)."""
+    return bool(self.config.get("class_replicas")) and family not in SEPARATE
+
   def run_config(self, family: str, dataset: str, normal: int, seed: int,
                  directory: str) -> ml_collections.ConfigDict:
     config = base.study_config(family, f"dataset={dataset},normal={normal}", seed,
                                self.config.data_dir, self.config.total_steps)
     if family == PRETRAINED and self.config.pretrain:
-      config.init_from.workdir = base.run_workdir(
-          directory, self.make_run(PRETRAINING, dataset, normal, seed, directory))
+      if self.replicated(PRETRAINING):
+        pretraining = self.class_replicas_run(PRETRAINING, dataset, seed, directory)
+        config.init_from.replica = tuple(self.config.classes).index(normal)
+      else:
+        pretraining = self.make_run(PRETRAINING, dataset, normal, seed, directory)
+      config.init_from.workdir = base.run_workdir(directory, pretraining)
     return config
 
   def make_run(self, family, dataset, normal, seed, directory) -> base.Run:
     return base.Run(f"{dataset}_{family}_class{normal}_seed{seed}",
                     self.run_config(family, dataset, normal, seed, directory),
                     {"dataset": dataset, "family": family, "normal": normal, "seed": seed})
+
+  def class_replicas_run(self, family, dataset, seed, directory) -> base.Run:
+    """One run of ``family`` whose replica i is class ``classes[i]``'s model: its run
+    config (that of the first class) with each replica's training classes."""
+    classes = tuple(self.config.classes)
+    config = self.run_config(family, dataset, classes[0], seed, directory)
+    if config.total_steps <= 0:
+      raise errors.ConfigError(
+          f"class_replicas: {family} on {dataset} trains num_epochs={config.num_epochs} over "
+          f"each class's own examples, a step count per class size, but replicas share one; "
+          f"set the study's total_steps (every class the same budget), or class_replicas=False")
+    config.replicas.train_labels = tuple((c,) for c in classes)
+    return base.Run(f"{dataset}_{family}_classes_seed{seed}", config,
+                    {"dataset": dataset, "family": family,
+                     "classes": " ".join(map(str, classes)), "seed": seed})
 
   def families(self) -> tuple[str, ...]:
     """The trained families in run order: the pretraining before the model it starts."""
@@ -75,10 +113,17 @@ class Study:
     return tuple(families)
 
   def runs(self, directory: str) -> list[base.Run]:
-    """Seed by seed, so that a partial study has every class of its first seeds."""
-    return [self.make_run(family, dataset, normal, seed, directory)
-            for dataset in self.config.datasets for seed in self.config.seeds
-            for normal in self.config.classes for family in self.families()]
+    """Seed by seed, so that a partial study has every class of its first seeds; within a
+    seed the replicated families' runs first (Deep SVDD may start from one)."""
+    return [run for dataset in self.config.datasets for seed in self.config.seeds
+            for run in self.seed_runs(dataset, seed, directory)]
+
+  def seed_runs(self, dataset: str, seed: int, directory: str) -> list[base.Run]:
+    families = self.families()
+    return ([self.class_replicas_run(f, dataset, seed, directory)
+             for f in families if self.replicated(f)] +
+            [self.make_run(f, dataset, normal, seed, directory)
+             for normal in self.config.classes for f in families if not self.replicated(f)])
 
   def ocsvm_auroc(self, dataset: str, normal: int, directory: str) -> float:
     """The OC-SVM's test AUROC for class ``normal``, cached in the study directory."""
@@ -107,9 +152,10 @@ class Study:
     classes = tuple(self.config.classes)
     for dataset in self.config.datasets:
       for family in self.families():
-        by_run = {(r.run.columns["seed"], r.run.columns["normal"]): r.results[AUROC]
+        by_run = {(r.run.columns["seed"], normal): auroc
                   for r in results if r.run.columns["dataset"] == dataset
-                  and r.run.columns["family"] == family}
+                  and r.run.columns["family"] == family
+                  for normal, auroc in class_aurocs(r, classes).items()}
         aurocs[dataset, family] = np.array([[by_run[s, c] for c in classes]
                                             for s in self.config.seeds])
       if self.config.ocsvm:
@@ -135,6 +181,14 @@ class Study:
     for dataset in self.config.datasets:
       plot(class_rows, dataset, os.path.join(directory, f"one_class_{dataset}.png"))
     return summary
+
+
+def class_aurocs(result: base.RunResult, classes: tuple[int, ...]) -> dict[int, float]:
+  """The test AUROC of each normal class a study run trained: a class's run, or a run of
+  replicas whose replica i trained on ``classes[i]``."""
+  if "normal" in result.run.columns:
+    return {result.run.columns["normal"]: result.results[AUROC]}
+  return {c: result.results[f"{replicas.prefix(i)}/{AUROC}"] for i, c in enumerate(classes)}
 
 
 def plot(class_rows: list[dict], dataset: str, path: str) -> None:

@@ -27,29 +27,50 @@ class Evaluation:
   every_steps: int  # 0: not during training
   final: bool
   evaluator: evaluators.Evaluator
+  # replicas with their own data (replicas.train_labels): each one's evaluator, by scope
+  by_scope: dict[str, evaluators.Evaluator] = dataclasses.field(default_factory=dict)
 
   def due(self, step: int, is_last: bool) -> bool:
     return bool(self.every_steps) and (step % self.every_steps == 0 or is_last)
 
+  def evaluator_for(self, scope: str) -> evaluators.Evaluator:
+    """The evaluator of the model in ``scope`` (``""`` or ``replica_I``)."""
+    return self.by_scope.get(scope, self.evaluator)
+
+
+def replica_data(config: ml_collections.ConfigDict, data: splits.RunData) -> list[splits.RunData]:
+  """Each replica's data when the replicas have their own classes (replicas.train_labels),
+  else none: they all read ``data``."""
+  return [data.with_train_labels(labels) for labels in replicas_lib.train_labels(config)]
+
 
 def make_evaluations(config: ml_collections.ConfigDict, task, workdir: str, data: splits.RunData,
                      mesh: jax.sharding.Mesh) -> list[Evaluation]:
-  """The config's enabled evaluations, in their order, each with its data loaded."""
+  """The config's enabled evaluations, in their order, each with its data loaded. Replicas
+  with their own classes get an evaluator each, on their own data (a replica's ``val``
+  holds its classes, and ``anomaly_report`` takes them as the normal ones)."""
   replicated, batch_sharding = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-  context = evaluators.Context(
-      task=task, workdir=workdir, rng=state_lib.run_rngs(config.seed)["eval"],
-      preprocess=preprocess.parse(config.data.preprocess),
-      load=lambda spec, any_labels=False: data.batches(spec, batch_sharding, any_labels),
-      replicated=replicated, batch_sharding=batch_sharding)
+
+  def context(source: splits.RunData) -> evaluators.Context:
+    return evaluators.Context(
+        task=task, workdir=workdir, rng=state_lib.run_rngs(config.seed)["eval"],
+        preprocess=preprocess.parse(config.data.preprocess),
+        load=lambda spec, any_labels=False: source.batches(spec, batch_sharding, any_labels),
+        replicated=replicated, batch_sharding=batch_sharding,
+        train_labels=tuple(source.config.get("train_labels") or ()))
+
+  scoped = {replicas_lib.prefix(i): context(d) for i, d in enumerate(replica_data(config, data))}
   out = []
   for name, spec in config.get("evals", {}).items():
     if evaluators.enabled(spec):
       spec = spec.copy_and_resolve_references()
       with spec.unlocked():
         spec.data = spec.get("data", "val")
-      evaluator = evaluators.evaluator_class(spec.type)(name, spec, context)
+      make = evaluators.evaluator_class(spec.type)
+      by_scope = {scope: make(name, spec, c) for scope, c in scoped.items()}
+      evaluator = next(iter(by_scope.values())) if by_scope else make(name, spec, context(data))
       out.append(Evaluation(name, evaluators.prefix(name, spec), spec.get("every_steps", 0),
-                            spec.get("final", True), evaluator))
+                            spec.get("final", True), evaluator, by_scope))
   return out
 
 
@@ -57,6 +78,28 @@ def total_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
   if config.total_steps > 0:
     return config.total_steps
   return max(1, int(round(config.num_epochs * steps_per_epoch)))
+
+
+def train_batches(config: ml_collections.ConfigDict,
+                  data: splits.RunData) -> pipeline.TrainBatches:
+  """The run's training batches (in the run's seed) over ``data``'s train split."""
+  return pipeline.TrainBatches(data.arrays("train"), config.batch_size, config.seed,
+                               config.data.get("labelled_batch_size", 0))
+
+
+def shared_total_steps(config: ml_collections.ConfigDict,
+                       trains: list[pipeline.TrainBatches]) -> int:
+  """The run's step count: ``total_steps`` of each training split (replicas with their own
+  classes have one each), which must agree, since vmapped replicas step together."""
+  steps = sorted({total_steps(config, t.steps_per_epoch) for t in trains})
+  if len(steps) > 1:
+    sizes = sorted(t.size for t in trains)
+    raise errors.ConfigError(
+        f"replicas.train_labels: num_epochs={config.num_epochs} over the replicas' "
+        f"{sizes[0]}..{sizes[-1]} training examples is {steps[0]}..{steps[-1]} steps, but "
+        f"replicas train for one step count; set total_steps (the same for every replica), "
+        f"or train a run per class")
+  return steps[0]
 
 
 def num_microbatches(config: ml_collections.ConfigDict) -> int:
@@ -88,6 +131,16 @@ def warn_if_xla_flags_missing(xla_flags: str) -> None:
   if xla_flags and xla_flags not in os.environ.get("XLA_FLAGS", ""):
     logging.warning("config.xla_flags=%r are not in XLA_FLAGS, so XLA runs without them: "
                     "set them before JAX starts (launch.py does)", xla_flags)
+
+
+def replica_batches(adaptor, train: pipeline.TrainBatches,
+                    replica_trains: list[pipeline.TrainBatches]):
+  """Each replica's training batches, in its own seed, on its own split (``replica_trains``)
+  or on ``train``; None for a single run."""
+  if adaptor.seeds is None:
+    return None
+  return [t.with_seed(seed) for t, seed in
+          zip(replica_trains or [train] * adaptor.count(), adaptor.seeds)]
 
 
 @dataclasses.dataclass
@@ -133,6 +186,9 @@ class Setup:
   checkpointer: checkpoint.Checkpointer
   config_changed: bool  # the workdir's run continues with changes (``check_config_changes``)
   lock: workdir_lib.Lock
+  # replicas with their own classes (replicas.train_labels): each one's training split, in
+  # the run's seed (the feed gives each its replica's); empty: every replica reads ``train``
+  replica_trains: list[pipeline.TrainBatches] = dataclasses.field(default_factory=list)
 
   def close(self) -> None:
     """Waits for pending checkpoint writes and releases the workdir."""
@@ -220,12 +276,12 @@ def setup(config: ml_collections.ConfigDict, workdir: str, allow_changes: bool =
   profiling.use_compilation_cache(config.compilation_cache_dir)
   data = splits.RunData(config.data, workdir, config.eval_batch_size,
                        num_classes=classifier_classes(config))
-  train = pipeline.TrainBatches(data.arrays("train"), config.batch_size, config.seed,
-                                config.data.get("labelled_batch_size", 0))
+  replica_trains = [train_batches(config, d) for d in replica_data(config, data)]
+  train = replica_trains[0] if replica_trains else train_batches(config, data)
   data.trained_spec = train.spec()  # every evaluation's data must fit the model
   tasks_base.task_class(config).complete_config(config, train.spec())
   validation.check_eval_memory(config, train.spec())  # the data known, nothing written yet
-  num_steps = total_steps(config, train.steps_per_epoch)
+  num_steps = shared_total_steps(config, replica_trains or [train])
   directory = os.path.join(os.path.abspath(workdir), "checkpoints")
   if os.path.exists(directory) and not os.path.isdir(directory):
     raise errors.UserError(f"{directory} is not a folder; it is where the run's checkpoints go: "
@@ -247,7 +303,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str, allow_changes: bool =
     lock.release()
     raise
   return Setup(config, workdir, sharding.make_mesh(), data, train, num_steps, checkpointer,
-               changed, lock)
+               changed, lock, replica_trains)
 
 
 def build(config: ml_collections.ConfigDict, workdir: str, allow_changes: bool = False,
@@ -272,7 +328,8 @@ def build(config: ml_collections.ConfigDict, workdir: str, allow_changes: bool =
                                               adaptor.count()), sharding.replicated(mesh))
     if adaptor.describe() is not None:
       workdir_lib.write_json(workdir, workdir_lib.REPLICAS_FILE, adaptor.describe())
-    feed = feeds.make(train, mesh, config.steps_per_call, adaptor.seeds)
+    feed = feeds.make(train, mesh, config.steps_per_call,
+                      replica_batches(adaptor, train, prepared.replica_trains))
     train_step = make_train_step(config, task, adaptor, feed, mesh, num_steps)
     evaluations = make_evaluations(config, task, workdir, data, mesh)
   except BaseException:

@@ -78,7 +78,7 @@ def run_evaluations(evaluations: list, adaptor, state, step: int, writer,
   results = {e.name: {} for e in evaluations}
   for scope, model_state in adaptor.each(state):
     for e in evaluations:
-      out = e.evaluator.run(model_state, step, scope)
+      out = e.evaluator_for(scope).run(model_state, step, scope)
       results[e.name].update(prefixed(scope, prefixed(e.prefix, out.scalars)))
       write_images(writer, workdir, step, {"_".join(filter(None, [scope, k])): grid
                                            for k, grid in out.images.items()})

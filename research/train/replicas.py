@@ -2,10 +2,16 @@
 
     --config.replicas.seeds="(0, 1, 2)"                   # three seeds
     --config.replicas.learning_rates="(1e-3, 3e-3, 1e-2)" # a learning-rate grid
-    (both given: replica i has seed i and learning rate i)
+    config.replicas.train_labels = ((0,), (1,), (2,))     # each its own training classes
+    (several given: replica i has seed i, learning rate i and training classes i)
 
 Replica ``i`` is the run that its seed and learning rate would give alone: the same
-initialization, data order, dropout and binarization keys, optimizer and schedule.
+initialization, data order, dropout and binarization keys, optimizer and schedule; with
+``train_labels`` (optional, read with ``get``: configs without it resolve as before) it is
+the run with ``data.train_labels = train_labels[i]``: its train and val splits keep those
+classes (e.g. one-class models of ten classes as one run), and its evaluations know them
+(research/train/experiment.py). The replicas share one step count: their classes' sizes
+must give the same one (``total_steps`` does).
 The TrainState gains a leading replica axis, every training batch too (each replica
 reads its own data order, research/data/feeds.py), and the train step is ``jax.vmap``-ed
 over both, each replica with its own learning rate, so small models fill the devices that
@@ -30,6 +36,7 @@ class Single:
 
   seeds = None  # the feed reads one data order (the config's seed)
   learning_rates = None  # the optimizer's own (config.optimizer.learning_rate)
+  train_labels = ()  # the run's own data (config.data.train_labels)
 
   def batched_init(self, init_fn):
     """``init_fn(seed, example) -> TrainState`` as a pure ``init(example)``."""
@@ -70,6 +77,7 @@ def prefix(index: int) -> str:
 class Replicas:
   seeds: tuple[int, ...]
   learning_rates: tuple[float, ...]
+  train_labels: tuple[tuple[int, ...], ...] = ()  # each replica's classes; (): the run's data
   _take: object = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
   def batched_init(self, init_fn):
@@ -131,16 +139,26 @@ class Replicas:
     return len(self.seeds)
 
   def describe(self) -> dict:
-    """What ``replicas.json`` records: each replica's scope, seed and learning rate."""
-    return {prefix(i): {"seed": s, "learning_rate": r}
-            for i, (s, r) in enumerate(zip(self.seeds, self.learning_rates))}
+    """What ``replicas.json`` records: each replica's scope, seed and learning rate (and its
+    training classes, when it has its own)."""
+    out = {prefix(i): {"seed": s, "learning_rate": r}
+           for i, (s, r) in enumerate(zip(self.seeds, self.learning_rates))}
+    for i, labels in enumerate(self.train_labels):
+      out[prefix(i)]["train_labels"] = list(labels)
+    return out
+
+
+def train_labels(config: ml_collections.ConfigDict) -> tuple[tuple[int, ...], ...]:
+  """``replicas.train_labels`` as tuples (an optional field: () when absent or empty)."""
+  return tuple(tuple(labels) for labels in config.replicas.get("train_labels", ()))
 
 
 def from_config(config: ml_collections.ConfigDict) -> Single | Replicas:
   """The config's replicas, or a single run when the ``replicas`` fields are empty."""
   seeds, rates = tuple(config.replicas.seeds), tuple(config.replicas.learning_rates)
-  count = max(len(seeds), len(rates))
+  labels = train_labels(config)
+  count = max(len(seeds), len(rates), len(labels))
   if count == 0:
     return Single(config.seed)
   return Replicas(seeds or (config.seed,) * count,
-                  rates or (config.optimizer.learning_rate,) * count)
+                  rates or (config.optimizer.learning_rate,) * count, labels)

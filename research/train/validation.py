@@ -121,9 +121,29 @@ def validate_replicas(config: ml_collections.ConfigDict) -> None:
            rates, "a tuple of positive numbers")
   _require(not (seeds and rates) or len(seeds) == len(rates), "replicas.learning_rates", rates,
            f"as long as replicas.seeds={seeds} (replica i has seed i and learning rate i)")
-  if seeds or rates:
+  labels = config.replicas.get("train_labels", ())
+  validate_replica_labels(config, labels, seeds or rates)
+  if seeds or rates or labels:
     _require(config.steps_per_call == 1, "steps_per_call", config.steps_per_call,
              "1 when training replicas")
+
+
+def validate_replica_labels(config: ml_collections.ConfigDict, labels, others: tuple) -> None:
+  """``replicas.train_labels``: one non-empty tuple of class ids per replica, as many as the
+  seeds or rates, on data whose preprocessing is not fitted to the training rows (a
+  tabular fit or tokenizer would be one for all replicas, unlike their single runs)."""
+  _require(all(isinstance(c, (tuple, list)) and len(c) > 0 and
+               all(isinstance(k, int) and k >= 0 for k in c) for c in labels),
+           "replicas.train_labels", labels,
+           "a tuple of class-id tuples, one per replica, e.g. ((0,), (1,))")
+  _require(not (labels and others) or len(labels) == len(others), "replicas.train_labels",
+           labels, f"one per replica: {len(others)} (replica i has seed, learning rate and "
+           f"training classes i)")
+  fitted = tabular.is_tabular(config.data) or text.is_text(config.data) or \
+      config.data.get("labelled_per_class", 0)
+  _require(not (labels and fitted), "replicas.train_labels", labels,
+           "empty for tabular, text and semi-supervised data, whose preprocessing or labelled "
+           "subset is drawn from the training rows: train a run per class")
 
 
 def validate_folds(config: ml_collections.ConfigDict) -> None:

@@ -8,7 +8,9 @@ checkpoint then holds the result):
 
        config.init_from = ml_collections.ConfigDict(dict(workdir="runs/ae", modules=("encoder",)))
 
-   The shapes must match; the optimizer's state (zeros) is unaffected.
+   The shapes must match; the optimizer's state (zeros) is unaffected. A run of replicas
+   is a source too with ``init_from.replica`` (optional): the index of the one to copy,
+   e.g. the autoencoder of one class from a run that trained every class's.
 2. ``task.initialize(state, batches)``: a task's data-dependent start (Deep SVDD's centre
    is the mean embedding of the training split), given the training split in order,
    preprocessed as evaluation sees it.
@@ -51,16 +53,20 @@ def from_run(state, spec: ml_collections.ConfigDict):
     raise errors.ConfigError("init_from.modules is empty: name the top-level submodules to "
                              "copy, e.g. ('encoder',)")
   source = restore.restore(spec.workdir)
-  if source.adaptor.count() != 1:
+  index = spec.get("replica")
+  if source.adaptor.count() != 1 and index is None:
     raise errors.ConfigError(f"init_from.workdir={spec.workdir!r} holds replicas; start from "
-                             f"a single run")
-  missing = [m for m in modules if m not in state.params and m not in source.state.params]
+                             f"a single run, or choose one with init_from.replica="
+                             f"0..{source.adaptor.count() - 1}")
+  origin = spec.workdir if index is None else f"{spec.workdir} (replica {index})"
+  source_state = source.replica(index)
+  missing = [m for m in modules if m not in state.params and m not in source_state.params]
   if missing:
     raise errors.ConfigError(f"init_from.modules {missing}: neither this model nor the one in "
-                             f"{spec.workdir} has such a submodule ({sorted(state.params)})")
-  params = copy_modules(state.params, source.state.params, modules, "parameters", spec.workdir)
-  model_state = {collection: copy_modules(values, source.state.model_state.get(collection, {}),
-                                          modules, f"{collection}", spec.workdir)
+                             f"{origin} has such a submodule ({sorted(state.params)})")
+  params = copy_modules(state.params, source_state.params, modules, "parameters", origin)
+  model_state = {collection: copy_modules(values, source_state.model_state.get(collection, {}),
+                                          modules, f"{collection}", origin)
                  for collection, values in state.model_state.items()}
   return state.replace(params=params, model_state=model_state)
 
