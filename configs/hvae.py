@@ -1,4 +1,5 @@
 """python launch.py --config=hvae                              # two stochastic layers, IWAE k=5
+    # --config.num_epochs=10: test NLL 112.81 nats (k=5,000; benchmarks/RESULTS.md)
 python launch.py --config=hvae:objective=elbo                 # the same model on the ELBO
 python launch.py --config=hvae:k=50                           # IWAE k=50 (elbo,k=50 as well)
 python launch.py --config=hvae:inference=ladder               # LVAE-style top-down inference
