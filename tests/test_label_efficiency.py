@@ -10,13 +10,14 @@ import pytest
 import scipy.stats
 
 from research.data import splits
-from research.studies import base
+from research.studies import base, label_efficiency
 
 
 @pytest.fixture(scope="module")
 def study(data_dir, tmp_path_factory):
   config = importlib.import_module("configs.studies.label_efficiency").get_config("digits")
   config.labels, config.draws, config.supervised = (3, 0), (0, 1), ("logreg",)
+  config.latent_semi_supervised = ()  # its runs' order and inputs: the test below
   config.data_dir, config.total_steps = data_dir, 20
   directory = str(tmp_path_factory.mktemp("label_efficiency"))
   summary = base.run_study(config, directory)
@@ -58,3 +59,19 @@ def test_the_table_is_the_mean_over_draws_with_its_interval(study):
   crossover = open(os.path.join(directory, "crossover.md")).read()
   assert "| digits | cvae | logreg |" in crossover
   assert os.path.getsize(os.path.join(directory, "label_efficiency_digits.png")) > 10_000
+
+
+def test_m1m2_reads_the_m1_run_of_its_dataset_and_draw_trained_before_it(tmp_path):
+  config = importlib.import_module("configs.studies.label_efficiency").get_config("digits")
+  config.labels, config.draws, config.supervised, config.generative = (3, 0), (0, 1), (), ()
+  study = label_efficiency.Study(config)
+  runs = study.runs(str(tmp_path))
+  m1 = {r.columns["draw"]: i for i, r in enumerate(runs) if r.columns["config"] == "m1"}
+  assert sorted(m1) == [0, 1]
+  for i, run in enumerate(runs):
+    if run.columns["config"] == "m1m2":
+      draw = run.columns["draw"]
+      assert m1[draw] < i and run.config.data.labelled_seed == draw
+      assert run.config.init_from.workdir == base.run_workdir(str(tmp_path), runs[m1[draw]])
+  assert runs[m1[0]].config.model.hidden == (600, 600)  # Kingma et al.'s M1
+  assert "m1" not in study.families()  # M1 is not a row of the table

@@ -3,8 +3,8 @@ python launch.py --config=studies/label_efficiency:mnist --config.data_dir=DIR -
 
 Labels and families (research/studies/label_efficiency.py): test accuracy against labels per
 class N for logreg, mlp and cnn on the labelled images alone, the CVAE's Bayes classifier on
-the same images, and M2 on them plus every other training image unlabelled; 3 label draws
-per N; the curves (log x-axis), the table and where the curves cross. Not yet measured on
+the same images, M2 on them plus every other training image unlabelled, and M1+M2 (M2 on
+the codes of an unsupervised M1 VAE of each draw) likewise; 3 label draws per N; the curves (log x-axis), the table and where the curves cross. Not yet measured on
 MNIST (benchmarks/RESULTS.md).
 
 ARG: ``mnist`` (MNIST and Fashion-MNIST, N in 1, 3, 10, 30, 100, 600 and all; needs both
@@ -30,6 +30,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.supervised = ("logreg", "mlp", "cnn")  # trained on the labelled images alone
   config.generative = ("cvae",)  # Bayes classifiers, on the same labelled images
   config.semi_supervised = ("m2",)  # the labelled images and the rest unlabelled
+  # As semi_supervised, on the codes of an M1 run (vae:kingma_m1) of each dataset and draw.
+  config.latent_semi_supervised = ("m1m2",)
   config.subset_steps = 1000  # steps of a supervised or generative run on N < all labels
   config.data_dir = config_dict.placeholder(str)  # None: TFDS_DATA_DIR or ~/tensorflow_datasets
   config.total_steps = -1  # > 0: every run this many steps (a quick look), else its own

@@ -10,7 +10,10 @@ the subset's ``data.labelled_seed`` and the run's seed):
   generative   ``config.generative`` (cvae: argmax_y log p(x | y) + log p(y),
                research/tasks/generative_classifier.py): the same labelled images alone
   semi         ``config.semi_supervised`` (m2): the same labelled images and every other
-               training image without its label
+               training image without its label; ``config.latent_semi_supervised``
+               (m1m2): the same, on the codes of an M1 run (``vae:kingma_m1``, the
+               draw's seed) trained on every training image without labels, one per
+               dataset and draw, which the table does not list
 
 A run on a subset trains ``subset_steps`` steps in batches of at most its labelled images
 (its config's own length on all labels); validation and test keep every label and the test
@@ -34,6 +37,8 @@ from research.studies import base
 ACCURACY = "test/accuracy"
 UNREAD_EVALS = ("nll", "images", "latents")  # the VAE configs' evaluations a run skips here
 ALL = 0  # N meaning every training label
+M1 = "m1"  # the runs' label and columns of the VAE that M1+M2 encodes its inputs with
+M1_CONFIG, M1_PRESET = "vae", "kingma_m1"
 TRAIN_PER_CLASS = {"mnist": 5400, "fashion_mnist": 5400, "digits": 129}  # train[:90%] / 10
 
 
@@ -45,10 +50,24 @@ class Study:
     c = self.config
     return {**{name: "supervised" for name in c.supervised},
             **{name: "generative" for name in c.generative},
-            **{name: "semi" for name in c.semi_supervised}}
+            **{name: "semi" for name in c.semi_supervised + self.latent_families()}}
 
-  def run_config(self, name: str, kind: str, dataset: str, labels: int,
-                 draw: int) -> ml_collections.ConfigDict:
+  def latent_families(self) -> tuple[str, ...]:
+    return tuple(self.config.get("latent_semi_supervised", ()))
+
+  def m1_run(self, dataset: str, draw: int) -> base.Run:
+    """The unsupervised VAE of a dataset and draw whose codes M1+M2 classifies."""
+    c = self.config
+    config = base.study_config(M1_CONFIG, f"dataset={dataset},preset={M1_PRESET}", draw,
+                               c.data_dir, c.total_steps)
+    config.gate = ""
+    base.drop_evals(config, UNREAD_EVALS)
+    return base.Run(f"{dataset}_{M1}_draw{draw}", config,
+                    {"dataset": dataset, "config": M1, "kind": "pretraining", "labels": ALL,
+                     "draw": draw})
+
+  def run_config(self, name: str, kind: str, dataset: str, labels: int, draw: int,
+                 directory: str) -> ml_collections.ConfigDict:
     c = self.config
     arg = f"dataset={dataset},labels={labels}" if kind == "semi" else dataset
     config = base.study_config(name, arg, draw, c.data_dir, c.total_steps)
@@ -56,6 +75,8 @@ class Study:
     base.drop_evals(config, UNREAD_EVALS)  # the study reads the test accuracy alone
     if kind == "semi":
       config.data.labelled_seed = draw
+      if name in self.latent_families():
+        config.init_from.workdir = base.run_workdir(directory, self.m1_run(dataset, draw))
       return config
     if labels != ALL:
       config.data.labelled_per_class = labels
@@ -69,12 +90,18 @@ class Study:
     return config
 
   def runs(self, directory: str) -> list[base.Run]:
-    return [base.Run(f"{dataset}_{name}_n{labels or 'all'}_draw{draw}",
-                     self.run_config(name, kind, dataset, labels, draw),
-                     {"dataset": dataset, "config": name, "kind": kind, "labels": labels,
-                      "draw": draw})
-            for dataset in self.config.datasets for draw in self.config.draws
-            for labels in self.config.labels for name, kind in self.families().items()]
+    """Draw by draw, each draw's M1 (when M1+M2 is studied) before the runs that read it."""
+    runs = []
+    for dataset in self.config.datasets:
+      for draw in self.config.draws:
+        if self.latent_families():
+          runs.append(self.m1_run(dataset, draw))
+        runs += [base.Run(f"{dataset}_{name}_n{labels or 'all'}_draw{draw}",
+                          self.run_config(name, kind, dataset, labels, draw, directory),
+                          {"dataset": dataset, "config": name, "kind": kind,
+                           "labels": labels, "draw": draw})
+                 for labels in self.config.labels for name, kind in self.families().items()]
+    return runs
 
   def analyze(self, results: list[base.RunResult], directory: str) -> dict[str, float]:
     rows = []
