@@ -5,6 +5,7 @@ stream within one window and stays quiet on in-distribution traffic; its tests h
 false-alarm rate (research/serving/drift.py)."""
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -80,6 +81,7 @@ def client(base: str) -> httpx.Client:
   return httpx.Client(base_url=base, trust_env=False, timeout=60)
 
 
+@functools.cache  # read once per run: the tests only slice it
 def raw_test_split(workdir: str) -> dict:
   run = restore.restore(workdir)
   return pipeline.load_split(run.config.data, run.config.data.test_split)
@@ -316,7 +318,9 @@ def test_the_launcher_serves_an_export_until_terminated(exports):
           if http.get("/healthz").status_code == 200:
             break
         except httpx.TransportError:
-          assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()[-3000:]
+          if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()  # first: reading the pipes of a live server would wait for ever
+            pytest.fail(f"the server never answered /healthz: {proc.communicate()[1][-3000:]}")
           time.sleep(0.2)
       answer = post(http, "logreg_penguins", {"instances": [{"island": "Dream"}]})
       assert answer.status_code == 200 and len(answer.json()["predictions"][0]) == 3
