@@ -18,6 +18,7 @@ from research.models import hierarchical_vae
 from research.train import loop, modes, validation
 from research.tasks import hierarchical_vae as task_lib
 from tests.conftest import load_config
+from tests.test_resume import Interrupted, interrupt_at
 from tests.test_step import build, run_steps
 
 INFERENCES = hierarchical_vae.INFERENCES
@@ -226,17 +227,6 @@ def test_each_config_trains_a_few_steps(arg, data_dir):
     np.testing.assert_allclose(h["neg_elbo"], h["recon_nll"] + h["kl"], rtol=1e-5)
     np.testing.assert_allclose(h["kl"], h["kl_z1"] + h["kl_z2"], rtol=1e-4)
   assert history[-1]["neg_bound"] < history[0]["neg_bound"]
-
-
-class Interrupted(Exception):
-  pass
-
-
-def interrupt_at(step_to_stop: int):
-  def hook(step):
-    if step == step_to_stop:
-      raise Interrupted
-  return hook
 
 
 def test_ladder_digits_runs_its_evaluations_and_resumes_exactly(data_dir, tmp_path):

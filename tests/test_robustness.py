@@ -408,3 +408,25 @@ def test_a_signal_inside_an_extension_modules_import_is_still_an_interruption():
   except ImportError as error:
     assert launch.interruption_in(error) is interrupted
   assert launch.interruption_in(ImportError("No module named 'nothing'")) is None
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the drop
+def test_a_signal_whose_interruption_python_dropped_still_stops_at_the_next_phase():
+  """A SIGTERM handled inside a gc callback (JAX runs one at every collection): Python prints
+  the handler's Interrupted as "Exception ignored" and goes on; the next phase boundary
+  (set_phase, or the training loop's start) raises it again, naming the phase it hit."""
+  import gc
+
+  from research.core import preemption
+  handlers = {s: signal.getsignal(s) for s in preemption.SIGNALS}
+  preemption.set_phase("start-up (data, restore, compilation)")
+  gc.callbacks.append(lambda *_: preemption._interrupt(signal.SIGTERM, None))
+  try:
+    gc.collect()  # the handler's exception raised in the callback, and dropped
+  finally:
+    gc.callbacks.pop()
+    for s, handler in handlers.items():
+      signal.signal(s, handler)
+  with pytest.raises(errors.Interrupted, match="SIGTERM during start-up"):
+    preemption.set_phase("the final evaluation")
+  preemption.set_phase("start-up")  # raised once: nothing is pending now

@@ -19,11 +19,22 @@ from research import errors
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _phase = ["start-up"]  # what the process does outside the loop, for errors.Interrupted
+_raised: list[errors.Interrupted] = []  # the signal's Interrupted, in case Python dropped it
 
 
 def set_phase(name: str) -> None:
-  """Names what the process does now (``"the final evaluation"``) for errors.Interrupted."""
+  """Names what the process does now (``"the final evaluation"``) for errors.Interrupted,
+  once the previous phase is known not to have been interrupted (``raise_if_dropped``)."""
+  raise_if_dropped()
   _phase[0] = name
+
+
+def raise_if_dropped() -> None:
+  """Raises again the errors.Interrupted of a signal that Python dropped: a handler's
+  exception raised inside a gc or weakref callback (JAX runs one at every collection) is
+  printed as "Exception ignored in ..." and the program goes on as if no signal came."""
+  if _raised:
+    raise _raised.pop()
 
 
 def _exit_at_once(signum, frame):
@@ -33,7 +44,8 @@ def _exit_at_once(signum, frame):
 def _interrupt(signum, frame):
   for s in SIGNALS:  # the exception unwinds through cleanup; a second signal cuts it short
     signal.signal(s, _exit_at_once)
-  raise errors.Interrupted(signal.Signals(signum).name, _phase[0])
+  _raised[:] = [errors.Interrupted(signal.Signals(signum).name, _phase[0])]
+  raise _raised[0]
 
 
 def interrupt_on_signals() -> None:
@@ -59,6 +71,7 @@ class SignalWatcher:
                     self.signal_name)
 
   def __enter__(self):
+    raise_if_dropped()  # a start-up that was interrupted does not begin to train
     if threading.current_thread() is threading.main_thread():
       self._previous = {s: signal.signal(s, self._handle) for s in SIGNALS}
     return self

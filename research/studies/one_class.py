@@ -40,9 +40,9 @@ import jax
 import ml_collections
 import numpy as np
 
+from research import errors
 from research.data import pipeline, preprocess, splits
 from research.evaluation import one_class as one_class_lib
-from research import errors
 from research.evaluators import anomaly_report
 from research.studies import base
 from research.train import replicas
