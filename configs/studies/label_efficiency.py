@@ -4,8 +4,9 @@ python launch.py --config=studies/label_efficiency:mnist --config.data_dir=DIR -
 Labels and families (research/studies/label_efficiency.py): test accuracy against labels per
 class N for logreg, mlp and cnn on the labelled images alone, the CVAE's Bayes classifier on
 the same images, M2 on them plus every other training image unlabelled, and M1+M2 (M2 on
-the codes of an unsupervised M1 VAE of each draw) likewise; 3 label draws per N; the curves (log x-axis), the table and where the curves cross. Not yet measured on
-MNIST (benchmarks/RESULTS.md).
+the codes of an unsupervised M1 VAE of each draw) likewise; 3 label draws per N; the curves
+(log x-axis), the table and where the curves cross. Not yet measured on MNIST
+(benchmarks/RESULTS.md).
 
 ARG: ``mnist`` (MNIST and Fashion-MNIST, N in 1, 3, 10, 30, 100, 600 and all; needs both
 prepared in the TFDS data dir) or ``digits`` (the bundled 8x8 digits, N in 1, 3, 10, 30 and
